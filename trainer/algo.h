@@ -1,0 +1,24 @@
+/*
+ * algo.h -- the training loops the rlt CLI knows. Each algorithm is one file
+ * that reads top to bottom (kd_train.c, ...) and exports one rlt_algo; main.c
+ * picks it by the recipe's [run] algorithm key.
+ */
+#ifndef RLT_ALGO_H
+#define RLT_ALGO_H
+
+#include "config.h"
+#include "run.h"
+
+typedef struct rlt_algo {
+    const char *name;          /* the value of [run] algorithm               */
+    const char *summary;       /* one line for `rlt --help`                  */
+    const cfg_schema *schema;  /* every recipe key, for parsing and --help   */
+    /* Runs (or resumes) a job; returns the process exit code (run.h). */
+    int (*train)(const run_args *args);
+    /* Evaluates the models of a checkpoint (file path); returns the exit code. */
+    int (*eval)(const char *ckpt_path, const char *const *sets, int nsets);
+} rlt_algo;
+
+extern const rlt_algo rlt_algo_kd;
+
+#endif /* RLT_ALGO_H */
