@@ -270,6 +270,7 @@ int run_open(run_ctx *r, const run_args *args, const cfg_schema *schema, void *c
 static void run_fill_meta(run_ctx *r, ck_meta *m) {
     memset(m, 0, sizeof *m);
     m->step = r->step;
+    m->samples_seen = r->step * r->samples_per_step;
     m->world_size = 1;
     m->config = r->config_text;
     m->argc = r->args.argc;
