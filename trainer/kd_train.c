@@ -504,7 +504,8 @@ static int kd_step(kd_job *J, run_ctx *r, rt_scope *S, int64_t *batch_idx) {
 
 /* Test accuracy of every phase that has finished by r->step; logs it. */
 static void kd_report(kd_job *J, run_ctx *r, double acc[PH_COUNT]) {
-    mx_record *rec = run_record(r);
+    mx_record *rec = r->rec;
+    mx_record_begin(rec, r->step); /* the step the models have reached */
     for (int p = 0; p < PH_COUNT; p++) {
         acc[p] = NAN;
         if (J->phase_steps[p] > 0 && r->step >= J->phase_start[p] + J->phase_steps[p]) {
