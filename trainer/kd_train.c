@@ -207,6 +207,7 @@ typedef struct kd_job {
     int64_t phase_steps[PH_COUNT];
     int64_t phase_start[PH_COUNT];
     int teacher_targets_ready; /* y_kd / t_logits computed from the teacher */
+    double final_acc[PH_COUNT];/* test accuracy after the last step (NaN: phase empty) */
 } kd_job;
 
 static int kd_model_init(kd_model *m, const char *hidden, int aux, rt_gen *g) {
@@ -439,6 +440,19 @@ static int kd_phase_of(const kd_job *J, int64_t step) {
     return 0;
 }
 
+/* Test accuracy of every model whose phase has steps, added to rec as
+ * eval/<role>_acc and kept in J->final_acc. */
+static void kd_final_eval(kd_job *J, mx_record *rec) {
+    for (int p = 0; p < PH_COUNT; p++) {
+        J->final_acc[p] = NAN;
+        if (J->phase_steps[p] == 0) continue;
+        J->final_acc[p] = kd_accuracy(J, &J->model[p], J->x_test, J->y_test);
+        char key[64];
+        snprintf(key, sizeof key, "eval/%s_acc", kd_role[p]);
+        mx_add(rec, key, J->final_acc[p]);
+    }
+}
+
 /* Runs global step r->step. Returns 0, or -1 on a fatal error. */
 static int kd_step(kd_job *J, run_ctx *r, rt_scope *S, int64_t *batch_idx) {
     const kd_train_cfg *c = &J->cfg;
@@ -497,27 +511,10 @@ static int kd_step(kd_job *J, run_ctx *r, rt_scope *S, int64_t *batch_idx) {
             mx_add(rec, "train/acc", (double)rt_item_i64(rt_sum(S, hit, RT_DIM_ALL, 0)) / (double)c->batch_size);
         }
         mx_add_str(rec, "train/model", kd_role[p]);
+        if (r->step + 1 == r->total_steps) kd_final_eval(J, rec); /* one record per log step */
         run_log(r);
     }
     return 0;
-}
-
-/* Test accuracy of every phase that has finished by r->step; logs it. */
-static void kd_report(kd_job *J, run_ctx *r, double acc[PH_COUNT]) {
-    mx_record *rec = r->rec;
-    mx_record_begin(rec, r->step); /* the step the models have reached */
-    for (int p = 0; p < PH_COUNT; p++) {
-        acc[p] = NAN;
-        if (J->phase_steps[p] > 0 && r->step >= J->phase_start[p] + J->phase_steps[p]) {
-            acc[p] = kd_accuracy(J, &J->model[p], J->x_test, J->y_test);
-            char key[64];
-            snprintf(key, sizeof key, "eval/%s_acc", kd_role[p]);
-            mx_add(rec, key, acc[p]);
-        }
-    }
-    if (mx_record_count(rec) > 0) {
-        mx_log(r->mx, rec, mx_wall_time());
-    }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -576,11 +573,9 @@ static int kd_train(const run_args *args) {
         R.step++;
         if (run_after_step(&R) < 0) break;
     }
-    if (R.step == R.total_steps && R.exit_code == RUN_EXIT_OK) {
-        double acc[PH_COUNT];
-        kd_report(&J, &R, acc);
+    if (R.step == R.total_steps && R.step > R.start_step && R.exit_code == RUN_EXIT_OK) {
         run_printf(&R, "test accuracy (10000 images): teacher %.4f | student CE only %.4f | student KD (%s) %.4f",
-                   acc[0], acc[1], kd_kind_name(J.kd.kind), acc[2]);
+                   J.final_acc[0], J.final_acc[1], kd_kind_name(J.kd.kind), J.final_acc[2]);
         run_printf(&R, "wall time this process: %.1f s", mx_wall_time() - t0);
     }
 out:
