@@ -346,29 +346,6 @@ static int types_for(rt_dtype dt, hid_t *file_t, hid_t *mem_t, int *owned) {
     return 0;
 }
 
-static size_t dtype_bytes(rt_dtype dt) {
-    switch (dt) {
-    case RT_F64: case RT_I64: return 8;
-    case RT_F32: case RT_I32: return 4;
-    case RT_BF16: case RT_F16: return 2;
-    case RT_U8: case RT_BOOL: return 1;
-    }
-    return 0;
-}
-
-static const char *dtype_label(rt_dtype dt) {
-    switch (dt) {
-    case RT_F32: return "float32";
-    case RT_F64: return "float64";
-    case RT_I64: return "int64";
-    case RT_I32: return "int32";
-    case RT_BOOL: return "bool";
-    case RT_U8: return "uint8";
-    case RT_BF16: return "bfloat16";
-    case RT_F16: return "float16";
-    }
-    return "?";
-}
 
 /* ---- dataset info -------------------------------------------------------- */
 
@@ -443,7 +420,7 @@ static int info_of(h5io_file *f, hid_t ds, const char *p, h5io_info *out) {
     } else {
         name = c == H5T_COMPOUND ? "compound" : c == H5T_ENUM ? "enum" : "other";
     }
-    if (out->dtype >= 0) name = dtype_label((rt_dtype)out->dtype);
+    if (out->dtype >= 0) name = rt_dtype_name((rt_dtype)out->dtype);
     if (name) snprintf(out->dtype_name, sizeof out->dtype_name, "%s", name);
 done:
     if (t >= 0) H5Tclose(t);
@@ -592,7 +569,7 @@ static int write_array_norm(h5io_file *f, const char *p, rt_dtype dt, const int6
     }
     if (ndim > 0 && numel > 0) {
         /* Halve leading dims until a chunk fits CHUNK_BYTES. */
-        uint64_t cap = CHUNK_BYTES / dtype_bytes(dt), cn = numel;
+        uint64_t cap = CHUNK_BYTES / rt_dtype_size(dt), cn = numel;
         for (int i = 0; cn > cap && i < ndim;) {
             if (chunk[i] <= 1) {
                 i++;
@@ -673,7 +650,7 @@ static hid_t open_checked(h5io_file *f, const char *p, rt_dtype dt, const int64_
         h5io_shape_str(in.shape, in.ndim, a, sizeof a);
         h5io_shape_str(shape, ndim, b, sizeof b);
         *status = fail(f, H5IO_EMISMATCH, p, "%s %s in file, %s %s expected", in.dtype_name, a,
-                       dtype_label(dt), b);
+                       rt_dtype_name(dt), b);
         goto bad;
     }
     return ds;
@@ -715,7 +692,7 @@ int h5io_write_tensor(h5io_file *f, const char *path, const rt_tensor *t, int de
     void *copy = NULL;
     int64_t numel = rt_numel(t);
     if (!data && numel > 0) { /* non-contiguous: copy out row-major */
-        size_t nbytes = (size_t)numel * dtype_bytes(dt);
+        size_t nbytes = (size_t)numel * rt_dtype_size(dt);
         copy = malloc(nbytes);
         if (!copy) return fail(f, H5IO_EIO, p, "out of memory (%zu bytes)", nbytes);
         if (rt_to_data(t, dt, copy, nbytes) != RT_OK) {
