@@ -263,6 +263,15 @@ RT_API rt_tensor *rt_maximum(rt_scope *S, const rt_tensor *a, const rt_tensor *b
 /* a + alpha*b in one op. */
 RT_API rt_tensor *rt_add_scaled(rt_scope *S, const rt_tensor *a, const rt_tensor *b, double alpha);
 
+/* Allocation-free forms for hot loops: the result (shape and dtype of the
+ * out-of-place op; dst may be a view) is written into dst, nothing is
+ * allocated, and the call runs below the autograd layer. They are never
+ * recorded by autograd: with grad mode on, no tensor involved may require
+ * grad. rt_matmul_out takes 2-D inputs. */
+RT_API int rt_add_out(rt_tensor *dst, const rt_tensor *a, const rt_tensor *b);
+RT_API int rt_mul_out(rt_tensor *dst, const rt_tensor *a, const rt_tensor *b);
+RT_API int rt_matmul_out(rt_tensor *dst, const rt_tensor *a, const rt_tensor *b);
+
 RT_API rt_tensor *rt_add_scalar(rt_scope *S, const rt_tensor *a, double v);
 RT_API rt_tensor *rt_mul_scalar(rt_scope *S, const rt_tensor *a, double v);
 RT_API rt_tensor *rt_div_scalar(rt_scope *S, const rt_tensor *a, double v);

@@ -97,8 +97,16 @@ Test(memory, flat_over_100k_steps, .timeout = 120)
     long growth = after - before;
     cr_log_info("RSS %.1f MiB -> %.1f MiB (growth %.3f MiB)", before / 1048576.0,
                 after / 1048576.0, growth / 1048576.0);
+#if defined(__SANITIZE_ADDRESS__)
+    /* AddressSanitizer quarantines freed memory (256 MiB by default) instead
+     * of reusing it, so RSS grows by design; LeakSanitizer checks for real
+     * leaks at exit in that build, and the plain build checks flatness. */
+    cr_log_info("ASan build: RSS bound not checked (quarantine); LSan checks leaks");
+    (void)growth;
+#else
     cr_expect(growth < 8L * 1024 * 1024, "RSS grew by %.2f MiB over 100,000 steps (%ld -> %ld)",
               growth / 1048576.0, before, after);
+#endif
 
     rt_optim_free(opt);
     rt_scope_free(S);

@@ -9,6 +9,8 @@
 #include <math.h>
 #include <stdint.h>
 
+#include <string.h>
+
 #include "tcheck.h"
 #include "tensor.h"
 
@@ -224,6 +226,41 @@ Test(shape, views_indexing_inplace)
     rt_clear_error();
     cr_expect(rt_copy_(acc, m1) < 0, "copy_ [2,3] into [3] accepted");
     tc_expect_clean_error("copy_ shape mismatch");
+    rt_clear_error();
+
+    /* _out ops: results written into dst (even a view), nothing recorded. */
+    const int64_t s32[2] = {3, 2}; /* s22, s23 from above */
+    rt_tensor *oa = tc_f64(S, (const double[4]){1, 2, 3, 4}, s22, 2);
+    rt_tensor *ob = tc_f64(S, (const double[4]){10, 20, 30, 40}, s22, 2);
+    rt_tensor *od = rt_zeros(S, s22, 2, RT_OPTS(RT_F64));
+    cr_assert_eq(rt_add_out(od, oa, ob), RT_OK, "%s", rt_last_error());
+    tc_expect_f64(od, (const double[4]){11, 22, 33, 44}, 4, 0.0, "add_out");
+    cr_assert_eq(rt_mul_out(od, oa, ob), RT_OK, "%s", rt_last_error());
+    tc_expect_f64(od, (const double[4]){10, 40, 90, 160}, 4, 0.0, "mul_out");
+    rt_tensor *l23 = tc_f64(S, (const double[6]){1, 2, 3, 4, 5, 6}, s23, 2);
+    rt_tensor *r32 = tc_f64(S, (const double[6]){1, 0, 0, 1, 1, 1}, s32, 2);
+    cr_assert_eq(rt_matmul_out(od, l23, r32), RT_OK, "%s", rt_last_error());
+    tc_expect_f64(od, (const double[4]){4, 5, 10, 11}, 4, 0.0, "matmul_out");
+    rt_tensor *big = rt_zeros(S, (const int64_t[2]){4, 2}, 2, RT_OPTS(RT_F64));
+    cr_assert_eq(rt_add_out(rt_narrow(S, big, 0, 1, 2), oa, ob), RT_OK, "%s", rt_last_error());
+    tc_expect_f64(big, (const double[8]){0, 0, 11, 22, 33, 44, 0, 0}, 8, 0.0, "add_out into a view");
+    rt_clear_error();
+    cr_expect(rt_add_out(rt_zeros(S, s3, 1, RT_OPTS(RT_F64)), oa, ob) < 0, "add_out into a wrong shape");
+    cr_expect(strstr(rt_last_error(), "[3]") && strstr(rt_last_error(), "[2, 2]"), "%s", rt_last_error());
+    rt_clear_error();
+    cr_expect(rt_matmul_out(od, oa, l23) < 0, "matmul_out with incompatible shapes");
+    tc_expect_clean_error("matmul_out shape mismatch");
+    rt_clear_error();
+    rt_tensor *leaf = tc_f64(S, (const double[4]){1, 1, 1, 1}, s22, 2);
+    rt_set_requires_grad(leaf, 1);
+    cr_expect(rt_add_out(od, leaf, ob) < 0, "add_out of a tensor requiring grad in grad mode");
+    cr_expect(strstr(rt_last_error(), "autograd") != NULL, "%s", rt_last_error());
+    rt_clear_error();
+    int g = rt_no_grad_begin();
+    cr_expect_eq(rt_add_out(od, leaf, ob), RT_OK, "add_out in no-grad mode: %s", rt_last_error());
+    rt_grad_mode_restore(g);
+    tc_expect_f64(od, (const double[4]){11, 21, 31, 41}, 4, 0.0, "add_out no-grad");
+    cr_expect_eq(rt_add_out(NULL, oa, ob), RT_EINVAL);
     rt_clear_error();
 
     rt_scope_free(S);
