@@ -8,11 +8,13 @@
  *   /loss               scalar, the input dtype
  *   /grad/<input>       d loss / d input for every differentiated float input
  *   /metrics/<name>     float64 scalars (what the training loop logs)
+ *   /values/<name>      per-element outputs (e.g. per-token log-probs)
  * A missing or ill-shaped input, an unknown NAME or setting exits with 2 and a
  * message naming the dataset and the expected shape.
  *
- * Each loss is one table entry: its inputs with symbolic shapes ("B,C": every
- * input using B must agree on it) and a run function.
+ * Each loss family is one loss_entry (loss_registry.h) in its own file,
+ * listed below: its inputs with symbolic shapes ("B,C": every input using B
+ * must agree on it) and a run function.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -24,141 +26,60 @@
 #include <unistd.h>
 
 #include "h5io.h"
-#include "kd.h"
 #include "loss_cmd.h"
+#include "loss_registry.h"
 #include "run.h"
 #include "tensor.h"
 
-#define LOSS_MAX_INPUTS 16
-#define LOSS_MAX_METRICS 64
-
-typedef enum { IN_FLOAT, IN_INT64 } loss_in_kind;
-
-typedef struct loss_input {
-    const char *name;
-    loss_in_kind kind;
-    const char *dims;   /* symbolic shape, e.g. "B,C" */
-    int differentiate;  /* float inputs whose gradient is written */
-    int optional;
-    const char *help;
-} loss_input;
-
-typedef struct loss_result {
-    rt_tensor *loss; /* 0-dim */
-    int nmetrics;
-    const char *metric_name[LOSS_MAX_METRICS];
-    double metric_value[LOSS_MAX_METRICS];
-} loss_result;
-
-typedef struct loss_entry {
-    const char *name;
-    const char *summary;
-    const loss_input *inputs;
-    int ninputs;
-    /* Parse settings; evaluate. in[i] is NULL for an absent optional input. */
-    int (*run)(rt_scope *S, rt_tensor *const *in, const char *const *sets, int nsets, loss_result *out,
-               char *err, size_t errlen);
-    void (*help)(FILE *out);
-} loss_entry;
-
-/* ------------------------------------------------------------------------ */
-/* kd                                                                        */
-/* ------------------------------------------------------------------------ */
-
-static const loss_input kd_inputs_table[] = {
-    {"student_logits", IN_FLOAT, "B,C", 1, 0, "student logits (differentiated)"},
-    {"teacher_logits", IN_FLOAT, "B,C", 0, 0, "teacher logits (constant)"},
-    {"labels", IN_INT64, "B", 0, 0, "class labels"},
-    {"student_aux_logits", IN_FLOAT, "B,C", 1, 1, "dhkd: auxiliary head logits (differentiated)"},
-};
-
-/* --set kind=NAME first, then every other setting for that kind. */
-static int kd_run(rt_scope *S, rt_tensor *const *in, const char *const *sets, int nsets, loss_result *out,
-                  char *err, size_t errlen) {
-    kd_kind kind = KD_HINTON;
-    for (int i = 0; i < nsets; i++) {
-        if (strncmp(sets[i], "kind=", 5) == 0) {
-            kind = kd_kind_from_name(sets[i] + 5);
-            if ((int)kind < 0 || kind >= KD_KIND_COUNT) {
-                snprintf(err, errlen, "--set %s: unknown kind (hinton, lskd, dkd, nkd, pld, dhkd, topk, fkl, rkl, jsd)",
-                         sets[i]);
-                return -1;
-            }
-        }
-    }
-    kd_config cfg = kd_config_default(kind);
-    for (int i = 0; i < nsets; i++) {
-        if (strncmp(sets[i], "kind=", 5) == 0) continue;
-        char key[128];
-        const char *eq = strchr(sets[i], '=');
-        if (!eq || eq == sets[i] || (size_t)(eq - sets[i]) >= sizeof key) {
-            snprintf(err, errlen, "--set '%s': expected name=value", sets[i]);
-            return -1;
-        }
-        memcpy(key, sets[i], (size_t)(eq - sets[i]));
-        key[eq - sets[i]] = '\0';
-        if (kd_config_set(&cfg, key, eq + 1) != RT_OK) {
-            snprintf(err, errlen, "--set '%s': %s", sets[i], rt_last_error());
-            return -1;
-        }
-    }
-    kd_inputs ki = {in[0], in[1], in[2], in[3]};
-    kd_metrics m;
-    out->loss = kd_loss(S, &cfg, &ki, &m);
-    if (!out->loss) {
-        snprintf(err, errlen, "%s", rt_last_error());
-        return -1;
-    }
-    size_t n;
-    const kd_metric_desc *d = kd_metric_table(&n);
-    for (size_t i = 0; i < n && out->nmetrics < LOSS_MAX_METRICS; i++) {
-        if (!kd_metric_applies(&d[i], kind)) continue;
-        out->metric_name[out->nmetrics] = d[i].name;
-        out->metric_value[out->nmetrics++] = kd_metric_value(&m, &d[i]);
-    }
-    return 0;
-}
-
-static void kd_help(FILE *out) {
-    fprintf(out, "  settings: kind=NAME (default hinton), then that kind's settings:\n");
-    for (int k = 0; k < KD_KIND_COUNT; k++) {
-        size_t n;
-        const kd_setting *s = kd_settings((kd_kind)k, &n);
-        kd_config def = kd_config_default((kd_kind)k);
-        fprintf(out, "    %-7s %s\n", kd_kind_name((kd_kind)k), kd_kind_help((kd_kind)k));
-        for (size_t i = 0; i < n; i++) {
-            char buf[64];
-            fprintf(out, "      %-14s default %-8s %s\n", s[i].name, kd_setting_format(&def, &s[i], buf, sizeof buf),
-                    s[i].help);
-        }
-    }
-}
 
 /* ------------------------------------------------------------------------ */
 /* Registry                                                                  */
 /* ------------------------------------------------------------------------ */
 
-static const loss_entry loss_registry[] = {
-    {"kd", "knowledge-distillation losses (Hinton KD, LSKD, DKD, NKD, PLD, DHKD, top-k, FKL, RKL, JSD)",
-     kd_inputs_table, (int)(sizeof kd_inputs_table / sizeof kd_inputs_table[0]), kd_run, kd_help},
+static const loss_entry *const loss_registry[] = {
+    &loss_entry_kd,
 };
 static const int loss_registry_count = (int)(sizeof loss_registry / sizeof loss_registry[0]);
+
+int loss_split_setting(const char *set, char *key, size_t cap, const char **value, char *err, size_t errlen) {
+    const char *eq = strchr(set, '=');
+    if (!eq || eq == set || (size_t)(eq - set) >= cap) {
+        snprintf(err, errlen, "--set '%s': expected name=value", set);
+        return -1;
+    }
+    memcpy(key, set, (size_t)(eq - set));
+    key[eq - set] = '\0';
+    *value = eq + 1;
+    return 0;
+}
+
+void loss_add_metric(loss_result *out, const char *name, double value) {
+    if (out->nmetrics >= LOSS_MAX_METRICS) return;
+    out->metric_name[out->nmetrics] = name;
+    out->metric_value[out->nmetrics++] = value;
+}
+
+void loss_add_value(loss_result *out, const char *name, rt_tensor *value) {
+    if (out->nvalues >= LOSS_MAX_VALUES) return;
+    out->value_name[out->nvalues] = name;
+    out->value[out->nvalues++] = value;
+}
 
 void loss_cmd_help(FILE *out) {
     fprintf(out,
             "usage: rlt loss NAME --in IN.h5 --out OUT.h5 [--set name=value ...]\n\n"
             "Evaluates a loss on root datasets of IN.h5 (float32 or float64; the loss runs in that dtype;\n"
-            "int64 labels) and writes /loss, /grad/<input> and /metrics/<name> to OUT.h5.\n"
+            "int64 labels, masks) and writes /loss, /grad/<input>, /metrics/<name> and /values/<name> to OUT.h5.\n"
             "Options:\n"
             "  --in PATH         input HDF5 file (required)\n"
             "  --out PATH        output HDF5 file, replaced atomically (required)\n"
             "  --set NAME=VALUE  a loss setting (repeatable; default: the reference's value)\n\n");
     for (int i = 0; i < loss_registry_count; i++) {
-        const loss_entry *e = &loss_registry[i];
+        const loss_entry *e = loss_registry[i];
         fprintf(out, "%s: %s\n  inputs:\n", e->name, e->summary);
         for (int j = 0; j < e->ninputs; j++)
             fprintf(out, "    %-20s [%s] %s%s%s\n", e->inputs[j].name, e->inputs[j].dims,
-                    e->inputs[j].kind == IN_INT64 ? "int64" : "float32|float64",
+                    e->inputs[j].kind == LOSS_IN_INT64 ? "int64" : e->inputs[j].kind == LOSS_IN_MASK ? "mask" : "float32|float64",
                     e->inputs[j].optional ? ", optional" : "", "");
         for (int j = 0; j < e->ninputs; j++)
             fprintf(out, "      %s: %s\n", e->inputs[j].name, e->inputs[j].help);
@@ -221,10 +142,10 @@ static int bind_dims(dim_binding *b, const loss_input *in, const int64_t *shape,
 int loss_cmd_run(const char *name, const char *in_path, const char *out_path, const char *const *sets, int nsets) {
     const loss_entry *e = NULL;
     for (int i = 0; i < loss_registry_count; i++)
-        if (strcmp(loss_registry[i].name, name) == 0) e = &loss_registry[i];
+        if (strcmp(loss_registry[i]->name, name) == 0) e = loss_registry[i];
     if (!e) {
         fprintf(stderr, "error: unknown loss '%s'; known:", name);
-        for (int i = 0; i < loss_registry_count; i++) fprintf(stderr, " %s", loss_registry[i].name);
+        for (int i = 0; i < loss_registry_count; i++) fprintf(stderr, " %s", loss_registry[i]->name);
         fprintf(stderr, " (rlt loss --help)\n");
         return RUN_EXIT_USAGE;
     }
@@ -259,7 +180,7 @@ int loss_cmd_run(const char *name, const char *in_path, const char *out_path, co
             fprintf(stderr, "error: %s: dataset '%s': %s\n", in_path, li->name, h5io_error(fin));
             goto out;
         }
-        if (li->kind == IN_FLOAT) {
+        if (li->kind == LOSS_IN_FLOAT) {
             if (info.dtype != RT_F32 && info.dtype != RT_F64) {
                 fprintf(stderr, "error: %s: dataset '%s' is %s, expected float32 or float64\n", in_path, li->name,
                         rt_dtype_name((rt_dtype)info.dtype));
@@ -272,9 +193,13 @@ int loss_cmd_run(const char *name, const char *in_path, const char *out_path, co
             }
             float_dt = (rt_dtype)info.dtype;
             have_float = 1;
-        } else if (info.dtype != RT_I64) {
+        } else if (li->kind == LOSS_IN_INT64 && info.dtype != RT_I64) {
             fprintf(stderr, "error: %s: dataset '%s' is %s, expected int64\n", in_path, li->name,
                     rt_dtype_name((rt_dtype)info.dtype));
+            goto out;
+        } else if (li->kind == LOSS_IN_MASK && info.dtype < 0) {
+            fprintf(stderr, "error: %s: dataset '%s' is %s, expected a bool/integer/float mask\n", in_path,
+                    li->name, info.dtype_name);
             goto out;
         }
         if (bind_dims(&dims, li, info.shape, info.ndim, err, sizeof err) < 0) {
@@ -286,7 +211,8 @@ int loss_cmd_run(const char *name, const char *in_path, const char *out_path, co
             fprintf(stderr, "error: %s: dataset '%s': %s\n", in_path, li->name, h5io_error(fin));
             goto out;
         }
-        if (li->differentiate && rt_set_requires_grad(in[i], 1) < 0) {
+        if (li->kind == LOSS_IN_MASK) in[i] = rt_compare_scalar(S, in[i], RT_NE, 0.0); /* -> bool */
+        if (!in[i] || (li->differentiate && rt_set_requires_grad(in[i], 1) < 0)) {
             fprintf(stderr, "error: %s\n", rt_last_error());
             goto out;
         }
@@ -326,6 +252,11 @@ int loss_cmd_run(const char *name, const char *in_path, const char *out_path, co
         snprintf(path, sizeof path, "/metrics/%s", res.metric_name[i]);
         int64_t none[1] = {0};
         ok = h5io_write_array(fout, path, RT_F64, none, 0, &res.metric_value[i], 0) == 0;
+    }
+    for (int i = 0; ok && i < res.nvalues; i++) {
+        char path[128];
+        snprintf(path, sizeof path, "/values/%s", res.value_name[i]);
+        ok = h5io_write_tensor(fout, path, rt_detach(S, res.value[i]), 0) == 0;
     }
     if (ok) ok = h5io_attr_set_str(fout, "/", "loss", e->name) == 0;
     if (!ok) {
