@@ -62,6 +62,7 @@ bool run_stop_requested(const run_ctx *r) {
 static void run_vprint(run_ctx *r, FILE *console, const char *prefix, const char *fmt, va_list ap) {
     char line[4096];
     vsnprintf(line, sizeof line, fmt, ap);
+    if (isatty(STDERR_FILENO)) fputs("\r\033[K", stderr); /* clear the progress line first */
     fprintf(console, "%s%s\n", prefix, line);
     fflush(console);
     if (r && r->log) {
@@ -382,7 +383,6 @@ int run_log(run_ctx *r) {
     int rc = mx_log(r->mx, r->rec, now);
     char line[2048];
     mx_format_console(line, sizeof line, r->rec, r->total_steps, r->columns, r->ncolumns);
-    if (isatty(STDERR_FILENO)) fputs("\r\033[K", stderr); /* clear the progress line */
     run_printf(r, "%s", line);
     if (rc < 0) run_warn(r, "metrics: %s", mx_error(r->mx));
     return rc;
