@@ -38,6 +38,16 @@
 
 static const loss_entry *const loss_registry[] = {
     &loss_entry_kd,
+    &loss_entry_grpo,
+    &loss_entry_token_logps,
+    &loss_entry_soft_logp,
+    &loss_entry_dpo,
+    &loss_entry_sdpo,
+    &loss_entry_adpo,
+    &loss_entry_simpo,
+    &loss_entry_orpo,
+    &loss_entry_kto,
+    &loss_entry_bco,
 };
 static const int loss_registry_count = (int)(sizeof loss_registry / sizeof loss_registry[0]);
 

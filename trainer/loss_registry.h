@@ -68,5 +68,15 @@ void loss_add_value(loss_result *out, const char *name, rt_tensor *value);
 
 /* The families. */
 extern const loss_entry loss_entry_kd;
+extern const loss_entry loss_entry_grpo;
+extern const loss_entry loss_entry_token_logps;
+extern const loss_entry loss_entry_dpo;
+extern const loss_entry loss_entry_sdpo;
+extern const loss_entry loss_entry_adpo;
+extern const loss_entry loss_entry_soft_logp;
+extern const loss_entry loss_entry_simpo;
+extern const loss_entry loss_entry_orpo;
+extern const loss_entry loss_entry_kto;
+extern const loss_entry loss_entry_bco;
 
 #endif /* RLT_LOSS_REGISTRY_H */
