@@ -2,7 +2,7 @@
  * adpo.c -- ADPO listwise and pairwise losses, target construction and the
  * EMA anchor update (see adpo.h for the API, the formulas and the anchor
  * contract; specs/pref_kd_losses.md section 3 for the sources and the worked
- * numbers the tests reproduce). The settings machinery is dpo.c's.
+ * numbers the tests reproduce). Settings go through settings.h, as dpo's do.
  */
 #include "adpo.h"
 
@@ -17,13 +17,13 @@ static const char *const target_names[] = {"probs", "softmax", "zscore", NULL};
 
 #define OFF(field) offsetof(adpo_config, field)
 static const dpo_setting adpo_table[] = {
-    {"tau", DPO_SET_REAL, OFF(tau), 1.0, 1e-6, 1e6, NULL,
+    {"tau", LSET_REAL, OFF(tau), 1.0, 1e-6, 1e6, NULL,
      "anchored temperature: u = (logp - anchor)/tau; tau = 1/beta of DPO (TRL-ADPO 1.0, paper 0.8)"},
-    {"form", DPO_SET_CHOICE, OFF(form), ADPO_LISTWISE, 0, 0, form_names,
+    {"form", LSET_CHOICE, OFF(form), ADPO_LISTWISE, 0, 0, form_names,
      "listwise: CE(q, softmax(u)); pairwise: BT pairs i<j with target q_i/(q_i+q_j)"},
-    {"target", DPO_SET_CHOICE, OFF(target), ADPO_Q_PROBS, 0, 0, target_names,
+    {"target", LSET_CHOICE, OFF(target), ADPO_Q_PROBS, 0, 0, target_names,
      "q is: probs (hard/soft labels, teacher probs), softmax (scores/beta_reward), zscore (verl)"},
-    {"beta_reward", DPO_SET_REAL, OFF(beta_reward), 0.5, 1e-6, 1e6, NULL,
+    {"beta_reward", LSET_REAL, OFF(beta_reward), 0.5, 1e-6, 1e6, NULL,
      "temperature of the scores for target=softmax|zscore (TRL-ADPO beta_reward)"},
 };
 
@@ -35,10 +35,9 @@ const dpo_setting *adpo_settings(size_t *n)
 
 adpo_config adpo_config_default(void)
 {
-    adpo_config c = {.tau = adpo_table[0].def,
-                     .form = (int)adpo_table[1].def,
-                     .target = (int)adpo_table[2].def,
-                     .beta_reward = adpo_table[3].def};
+    adpo_config c;
+    memset(&c, 0, sizeof c);
+    lset_defaults(adpo_table, COUNT(adpo_table), &c);
     return c;
 }
 
@@ -49,21 +48,8 @@ int adpo_config_set(adpo_config *cfg, const char *name, const char *value)
 
 int adpo_config_check(const adpo_config *c)
 {
-    if (!c) return rt_set_error("adpo: config is NULL"), RT_EINVAL;
-    if (!(c->tau >= adpo_table[0].lo && c->tau <= adpo_table[0].hi))
-        return rt_set_error("adpo: tau = %g is out of range [%g, %g]", c->tau, adpo_table[0].lo,
-                            adpo_table[0].hi),
-               RT_EINVAL;
-    if (!(c->beta_reward >= adpo_table[3].lo && c->beta_reward <= adpo_table[3].hi))
-        return rt_set_error("adpo: beta_reward = %g is out of range [%g, %g]", c->beta_reward,
-                            adpo_table[3].lo, adpo_table[3].hi),
-               RT_EINVAL;
-    if (c->form != ADPO_LISTWISE && c->form != ADPO_PAIRWISE)
-        return rt_set_error("adpo: form = %d is not listwise (0) or pairwise (1)", c->form), RT_EINVAL;
-    if (c->target < ADPO_Q_PROBS || c->target > ADPO_Q_ZSCORE)
-        return rt_set_error("adpo: target = %d is not probs (0), softmax (1) or zscore (2)", c->target),
-               RT_EINVAL;
-    return RT_OK;
+    /* tau, beta_reward in range; form, target valid choices */
+    return lset_check(adpo_table, COUNT(adpo_table), c, "adpo");
 }
 
 #define MOFF(field) offsetof(adpo_metrics, field)

@@ -4,8 +4,9 @@
  * sections 1, 2 and 6 for the references and the worked numbers the tests
  * reproduce).
  *
- * Layout: the shared settings machinery (also used by adpo.c), the DPO and
- * S-DPO setting and metric tables, input checks, the per-type loss terms,
+ * Layout: the loss type names, dpo's comma-list settings and the table
+ * helpers adpo.c shares (over settings.h), the DPO and S-DPO setting and
+ * metric tables, input checks, the per-type loss terms,
  * dpo_loss(), the token-level helpers, dpo_sdpo_loss(). Every tensor made
  * here lives in a private scope W; only what the caller asked for is moved
  * to its scope. Ops given NULL return NULL, so blocks are checked once.
@@ -13,7 +14,6 @@
 #include "dpo.h"
 
 #include <ctype.h>
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +22,7 @@
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
 /* ------------------------------------------------------------------------ */
-/* Shared settings machinery                                                  */
+/* Loss type names; settings over settings.h plus dpo's two comma lists       */
 /* ------------------------------------------------------------------------ */
 
 static const struct {
@@ -49,72 +49,6 @@ static const struct {
 
 static const char *const fdiv_names[] = {"reverse_kl", "forward_kl", "js_divergence", "alpha_divergence",
                                          NULL};
-
-/* Levenshtein distance of two short names (for "did you mean"). */
-static size_t edit_distance(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    size_t row[64];
-    if (lb >= COUNT(row)) return (size_t)-1;
-    for (size_t j = 0; j <= lb; j++) row[j] = j;
-    for (size_t i = 1; i <= la; i++) {
-        size_t diag = row[0];
-        row[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t up = row[j];
-            size_t best = diag + (tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]));
-            if (up + 1 < best) best = up + 1;
-            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
-            row[j] = best;
-            diag = up;
-        }
-    }
-    return row[lb];
-}
-
-/* The name in names[0..n) nearest to `name`, or NULL when none is close. */
-static const char *nearest(const char *name, const char *const *names, size_t n)
-{
-    size_t best = (size_t)-1, len = strlen(name);
-    const char *near = NULL;
-    for (size_t i = 0; i < n; i++) {
-        size_t d = edit_distance(name, names[i]);
-        if (d < best) best = d, near = names[i];
-    }
-    return near && best <= (len > 6 ? len / 3 + 1 : 2) ? near : NULL;
-}
-
-static void join_names(char *buf, size_t cap, const char *const *names, size_t n)
-{
-    size_t used = 0;
-    buf[0] = '\0';
-    for (size_t i = 0; i < n; i++) {
-        int w = snprintf(buf + used, cap - used, "%s%s", i ? ", " : "", names[i]);
-        if (w < 0 || (size_t)w >= cap - used) break;
-        used += (size_t)w;
-    }
-}
-
-static int parse_bool(const char *v, int *out)
-{
-    static const char *const yes[] = {"1", "true", "yes", "on"}, *const no[] = {"0", "false", "no", "off"};
-    for (size_t i = 0; i < COUNT(yes); i++) {
-        if (strcmp(v, yes[i]) == 0) return *out = 1, 0;
-        if (strcmp(v, no[i]) == 0) return *out = 0, 0;
-    }
-    return -1;
-}
-
-static int parse_real(const char *v, double *out)
-{
-    char *end = NULL;
-    errno = 0;
-    double x = strtod(v, &end);
-    if (end == v || errno || !isfinite(x)) return -1;
-    while (isspace((unsigned char)*end)) end++;
-    if (*end) return -1;
-    return *out = x, 0;
-}
 
 /* Splits a comma list into trimmed items (in place in buf). Returns the count
  * or -1 when there are more than cap items or an item is empty. */
@@ -151,15 +85,8 @@ static int set_types(dpo_config *c, const char *who, const char *value)
         if (types[i] < 0) {
             const char *names[DPO_LOSS_TYPE_COUNT];
             for (int k = 0; k < DPO_LOSS_TYPE_COUNT; k++) names[k] = loss_types[k].name;
-            char list[512];
-            join_names(list, sizeof list, names, DPO_LOSS_TYPE_COUNT);
-            const char *near = nearest(items[i], names, DPO_LOSS_TYPE_COUNT);
-            if (near)
-                rt_set_error("%s: unknown loss_type '%s' (did you mean '%s'?); valid: %s", who, items[i],
-                             near, list);
-            else
-                rt_set_error("%s: unknown loss_type '%s'; valid: %s", who, items[i], list);
-            return RT_EINVAL;
+            lset_unknown(who, "loss_type", items[i], names, DPO_LOSS_TYPE_COUNT);
+            return RT_EINVAL; /* a bad value, not an unknown setting */
         }
     }
     c->n_types = n;
@@ -178,22 +105,14 @@ static int set_weights(dpo_config *c, const dpo_setting *s, const char *who, con
         return rt_set_error("%s: loss_weights = '%s' must be 1..%d comma-separated numbers", who, value,
                             DPO_MAX_TERMS),
                RT_EINVAL;
+    /* each entry is one real setting of its own, parsed and range-checked as such */
+    const lset_desc entry = {s->name, LSET_REAL, 0, 1.0, s->lo, s->hi, NULL, s->help};
     double w[DPO_MAX_TERMS];
     for (int i = 0; i < n; i++)
-        if (parse_real(items[i], &w[i]) != 0 || w[i] < s->lo || w[i] > s->hi)
-            return rt_set_error("%s: loss_weights entry '%s' is not a number in [%g, %g]", who, items[i],
-                                s->lo, s->hi),
-                   RT_EINVAL;
+        if (lset_apply(&entry, 1, &w[i], who, s->name, items[i]) != RT_OK) return RT_EINVAL;
     c->n_weights = n;
     memcpy(c->loss_weights, w, sizeof w[0] * (size_t)n);
     return RT_OK;
-}
-
-static size_t choice_count(const char *const *ch)
-{
-    size_t n = 0;
-    while (ch && ch[n]) n++;
-    return n;
 }
 
 int dpo_settings_apply(void *cfg, const dpo_setting *table, size_t n, const char *who, const char *name,
@@ -201,94 +120,36 @@ int dpo_settings_apply(void *cfg, const dpo_setting *table, size_t n, const char
 {
     if (!cfg || !table || !who || !name || !value)
         return rt_set_error("dpo_settings_apply: NULL argument"), RT_EINVAL;
-    const dpo_setting *s = NULL;
-    for (size_t i = 0; i < n && !s; i++)
-        if (strcmp(table[i].name, name) == 0) s = &table[i];
-    if (!s) {
-        const char *names[32] = {0};
-        size_t nn = n < COUNT(names) ? n : COUNT(names);
-        for (size_t i = 0; i < nn; i++) names[i] = table[i].name;
-        char list[512];
-        join_names(list, sizeof list, names, nn);
-        const char *near = nearest(name, names, nn);
-        if (near)
-            rt_set_error("%s: unknown setting '%s' (did you mean '%s'?); valid: %s", who, name, near, list);
-        else
-            rt_set_error("%s: unknown setting '%s'; valid: %s", who, name, list);
-        return RT_ENOTFOUND;
-    }
-    char *base = (char *)cfg;
-    switch (s->type) {
-    case DPO_SET_REAL: {
-        double v;
-        if (parse_real(value, &v) != 0)
-            return rt_set_error("%s: %s = '%s' is not a number", who, name, value), RT_EINVAL;
-        if (v < s->lo || v > s->hi)
-            return rt_set_error("%s: %s = %s is out of range [%g, %g]", who, name, value, s->lo, s->hi),
-                   RT_EINVAL;
-        *(double *)(base + s->offset) = v;
-        return RT_OK;
-    }
-    case DPO_SET_BOOL: {
-        int v;
-        if (parse_bool(value, &v) != 0)
-            return rt_set_error("%s: %s = '%s' is not a boolean (0/1, true/false, yes/no, on/off)", who, name,
-                                value),
-                   RT_EINVAL;
-        *(int *)(base + s->offset) = v;
-        return RT_OK;
-    }
-    case DPO_SET_CHOICE: {
-        size_t nc = choice_count(s->choices);
-        for (size_t i = 0; i < nc; i++)
-            if (strcmp(value, s->choices[i]) == 0) return *(int *)(base + s->offset) = (int)i, RT_OK;
-        char list[256];
-        join_names(list, sizeof list, s->choices, nc);
-        return rt_set_error("%s: %s = '%s' is not one of: %s", who, name, value, list), RT_EINVAL;
-    }
     /* the list types exist only in dpo_config (offsets point at its counts) */
-    case DPO_SET_TYPES: return set_types((dpo_config *)cfg, who, value);
-    case DPO_SET_WEIGHTS: return set_weights((dpo_config *)cfg, s, who, value);
-    }
-    return rt_set_error("%s: setting %s has an unknown type", who, name), RT_EINVAL;
+    const dpo_setting *s = lset_find(table, n, name);
+    if (s && s->type == DPO_SET_TYPES) return set_types((dpo_config *)cfg, who, value);
+    if (s && s->type == DPO_SET_WEIGHTS) return set_weights((dpo_config *)cfg, s, who, value);
+    return lset_apply(table, n, cfg, who, name, value);
 }
 
 const char *dpo_setting_format(const void *cfg, const dpo_setting *s, char *buf, size_t cap)
 {
     if (!buf || cap == 0) return buf;
+    if (!cfg || !s || (s->type != DPO_SET_TYPES && s->type != DPO_SET_WEIGHTS)) return lset_format(s, cfg, buf, cap);
+    const dpo_config *c = cfg;
+    int types = s->type == DPO_SET_TYPES;
+    int n = types ? c->n_types : c->n_weights;
+    size_t used = 0;
     buf[0] = '\0';
-    if (!cfg || !s) return buf;
-    const char *base = (const char *)cfg;
-    switch (s->type) {
-    case DPO_SET_REAL: snprintf(buf, cap, "%.10g", *(const double *)(base + s->offset)); break;
-    case DPO_SET_BOOL: snprintf(buf, cap, "%d", *(const int *)(base + s->offset)); break;
-    case DPO_SET_CHOICE: {
-        int v = *(const int *)(base + s->offset);
-        snprintf(buf, cap, "%s", v >= 0 && (size_t)v < choice_count(s->choices) ? s->choices[v] : "?");
-        break;
+    if (!types && n == 0) {
+        snprintf(buf, cap, "1 each");
+        return buf;
     }
-    case DPO_SET_TYPES:
-    case DPO_SET_WEIGHTS: {
-        const dpo_config *c = cfg;
-        size_t used = 0;
-        int n = s->type == DPO_SET_TYPES ? c->n_types : c->n_weights;
-        if (s->type == DPO_SET_WEIGHTS && n == 0) {
-            snprintf(buf, cap, "1 each");
-            break;
+    for (int i = 0; i < n && i < DPO_MAX_TERMS; i++) {
+        int w;
+        if (types) {
+            const char *nm = dpo_loss_type_name((dpo_loss_type)c->loss_type[i]);
+            w = snprintf(buf + used, cap - used, "%s%s", i ? "," : "", nm ? nm : "?");
+        } else {
+            w = snprintf(buf + used, cap - used, "%s%.10g", i ? "," : "", c->loss_weights[i]);
         }
-        for (int i = 0; i < n && i < DPO_MAX_TERMS; i++) {
-            int w;
-            if (s->type == DPO_SET_TYPES) {
-                const char *nm = dpo_loss_type_name((dpo_loss_type)c->loss_type[i]);
-                w = snprintf(buf + used, cap - used, "%s%s", i ? "," : "", nm ? nm : "?");
-            } else {
-                w = snprintf(buf + used, cap - used, "%s%.10g", i ? "," : "", c->loss_weights[i]);
-            }
-            if (w < 0 || (size_t)w >= cap - used) break;
-            used += (size_t)w;
-        }
-        break;
-    }
+        if (w < 0 || (size_t)w >= cap - used) break;
+        used += (size_t)w;
     }
     return buf;
 }
@@ -310,22 +171,22 @@ static const dpo_setting dpo_table[] = {
      "comma list of loss types, e.g. sigmoid,bco_pair,sft (TRL loss_type)"},
     {"loss_weights", DPO_SET_WEIGHTS, OFF(n_weights), 0, -1e6, 1e6, NULL,
      "comma list, one weight per loss type (default 1 each)"},
-    {"beta", DPO_SET_REAL, OFF(beta), 0.1, 1e-9, 1e6, NULL, "inverse temperature of the implicit reward"},
-    {"label_smoothing", DPO_SET_REAL, OFF(label_smoothing), 0.0, 0, 1, NULL,
+    {"beta", LSET_REAL, OFF(beta), 0.1, 1e-9, 1e6, NULL, "inverse temperature of the implicit reward"},
+    {"label_smoothing", LSET_REAL, OFF(label_smoothing), 0.0, 0, 1, NULL,
      "robust: flip probability (< 0.5); exo_pair: eps (> 0, 1e-3); aot, aot_unpaired; sigmoid with cdpo"},
-    {"f_divergence_type", DPO_SET_CHOICE, OFF(f_divergence), DPO_REVERSE_KL, 0, 0, fdiv_names,
+    {"f_divergence_type", LSET_CHOICE, OFF(f_divergence), DPO_REVERSE_KL, 0, 0, fdiv_names,
      "scores s(r) the losses consume: reverse_kl (s=r), forward_kl, js_divergence, alpha_divergence"},
-    {"f_alpha_divergence_coef", DPO_SET_REAL, OFF(f_alpha_divergence_coef), 0.5, -1e3, 1e3, NULL,
+    {"f_alpha_divergence_coef", LSET_REAL, OFF(f_alpha_divergence_coef), 0.5, -1e3, 1e3, NULL,
      "alpha of alpha_divergence: s = exp((alpha-1) r)/(alpha-1) (HEAD parameterization)"},
-    {"discopop_tau", DPO_SET_REAL, OFF(discopop_tau), 0.05, 1e-6, 1e6, NULL,
+    {"discopop_tau", LSET_REAL, OFF(discopop_tau), 0.05, 1e-6, 1e6, NULL,
      "discopop: temperature of the sigmoid gate"},
-    {"use_weighting", DPO_SET_BOOL, OFF(use_weighting), 0, 0, 1, NULL,
+    {"use_weighting", LSET_BOOL, OFF(use_weighting), 0, 0, 1, NULL,
      "WPO: weight each pair by w_chosen*w_rejected (inputs chosen_weights, rejected_weights)"},
-    {"cdpo", DPO_SET_BOOL, OFF(cdpo), 0, 0, 1, NULL,
+    {"cdpo", LSET_BOOL, OFF(cdpo), 0, 0, 1, NULL,
      "sigmoid reads label_smoothing as cDPO (TRL v0.28); HEAD's sigmoid ignores it"},
-    {"ld_alpha", DPO_SET_REAL, OFF(ld_alpha), 1.0, 0, 1, NULL,
+    {"ld_alpha", LSET_REAL, OFF(ld_alpha), 1.0, 0, 1, NULL,
      "LD-DPO weight of the tokens past the shorter completion (dpo_ld_logps); 1 = off"},
-    {"ipo_length_normalize", DPO_SET_BOOL, OFF(ipo_length_normalize), 1, 0, 1, NULL,
+    {"ipo_length_normalize", LSET_BOOL, OFF(ipo_length_normalize), 1, 0, 1, NULL,
      "ipo on per-token averages (TRL; needs lengths), or 0: on summed log-ratios (IPO paper Eq. 17)"},
 };
 
@@ -343,12 +204,7 @@ dpo_config dpo_config_default(void)
     c.loss_type[0] = DPO_SIGMOID;
     c.n_weights = 0;
     for (int i = 0; i < DPO_MAX_TERMS; i++) c.loss_weights[i] = 1.0;
-    for (size_t i = 0; i < COUNT(dpo_table); i++) {
-        const dpo_setting *s = &dpo_table[i];
-        if (s->type == DPO_SET_REAL) *(double *)((char *)&c + s->offset) = s->def;
-        else if (s->type == DPO_SET_BOOL || s->type == DPO_SET_CHOICE)
-            *(int *)((char *)&c + s->offset) = (int)s->def;
-    }
+    lset_defaults(dpo_table, COUNT(dpo_table), &c); /* the lists stay as set above */
     return c;
 }
 
@@ -392,17 +248,7 @@ int dpo_config_check(const dpo_config *c)
     if (c->n_weights != 0 && c->n_weights != c->n_types)
         return rt_set_error("dpo: loss_weights has %d entries but loss_type has %d", c->n_weights, c->n_types),
                RT_EINVAL;
-    for (size_t i = 0; i < COUNT(dpo_table); i++) {
-        const dpo_setting *s = &dpo_table[i];
-        if (s->type == DPO_SET_REAL) {
-            double v = *(const double *)((const char *)c + s->offset);
-            if (!(v >= s->lo && v <= s->hi))
-                return rt_set_error("dpo: %s = %g is out of range [%g, %g]", s->name, v, s->lo, s->hi),
-                       RT_EINVAL;
-        }
-    }
-    if (c->f_divergence < 0 || c->f_divergence > DPO_ALPHA_DIVERGENCE)
-        return rt_set_error("dpo: f_divergence_type = %d is not a valid choice", c->f_divergence), RT_EINVAL;
+    if (lset_check(dpo_table, COUNT(dpo_table), c, "dpo") != RT_OK) return RT_EINVAL;
     double eps = c->label_smoothing;
     if (has_type(c, DPO_EXO_PAIR) && !(eps > 0 && eps < 1))
         return rt_set_error("dpo: exo_pair needs 0 < label_smoothing < 1 (log eps and log(1-eps)); got %g "
@@ -878,7 +724,7 @@ rt_tensor *dpo_wpo_weights(rt_scope *S, const rt_tensor *logits, const rt_tensor
 /* ------------------------------------------------------------------------ */
 
 static const dpo_setting sdpo_table[] = {
-    {"beta", DPO_SET_REAL, offsetof(dpo_sdpo_config, beta), 0.1, 1e-9, 1e6, NULL,
+    {"beta", LSET_REAL, offsetof(dpo_sdpo_config, beta), 0.1, 1e-9, 1e6, NULL,
      "inverse temperature (S-DPO trainer default 0.1; the released script uses 1)"},
 };
 

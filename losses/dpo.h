@@ -60,6 +60,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "settings.h"
 #include "tensor.h"
 
 #ifdef __cplusplus
@@ -70,23 +71,12 @@ extern "C" {
 /* Settings descriptors (shared by dpo, dpo_sdpo and adpo)                    */
 /* ------------------------------------------------------------------------ */
 
-typedef enum dpo_setting_type {
-    DPO_SET_REAL = 0,   /* double                                                  */
-    DPO_SET_BOOL = 1,   /* int 0/1 (0/1/true/false/yes/no/on/off)                  */
-    DPO_SET_CHOICE = 2, /* int, index into choices                                 */
-    DPO_SET_TYPES = 3,  /* dpo_config.loss_type[]: comma list of loss type names    */
-    DPO_SET_WEIGHTS = 4 /* dpo_config.loss_weights[]: comma list of numbers          */
-} dpo_setting_type;
+/* A setting descriptor (settings.h): LSET_REAL, LSET_BOOL, LSET_CHOICE, or
+ * one of dpo_config's two comma lists below, which dpo.c parses itself. */
+typedef lset_desc dpo_setting;
 
-typedef struct dpo_setting {
-    const char *name;           /* as typed after --set                          */
-    dpo_setting_type type;
-    size_t offset;              /* offsetof(config, field)                       */
-    double def;                 /* default (choice: the index)                   */
-    double lo, hi;              /* inclusive bounds (REAL, WEIGHTS entries)      */
-    const char *const *choices; /* CHOICE: NULL-terminated names                 */
-    const char *help;
-} dpo_setting;
+#define DPO_SET_TYPES LSET_CUSTOM         /* dpo_config.loss_type[]: comma list of loss type names */
+#define DPO_SET_WEIGHTS (LSET_CUSTOM + 1) /* dpo_config.loss_weights[]: comma list of numbers in [lo, hi] */
 
 /* Apply "name=value" to cfg through a descriptor table (who names the family
  * in messages: "dpo", "sdpo", "adpo"). RT_OK; RT_EINVAL for a bad value (the

@@ -12,8 +12,6 @@
  */
 #include "kd.h"
 
-#include <ctype.h>
-#include <errno.h>
 #include <float.h>
 #include <math.h>
 #include <stdio.h>
@@ -28,10 +26,10 @@ static const char *const form_names[] = {"kl", "ce", NULL};
 static const char *const reduction_names[] = {"batchmean", "sum", "mean", NULL};
 
 #define OFF(field) offsetof(kd_config, field)
-#define REAL(nm, field, d, lo, hi, help) {nm, KD_SET_REAL, OFF(field), d, lo, hi, NULL, help}
-#define INT(nm, field, d, lo, hi, help) {nm, KD_SET_INT, OFF(field), d, lo, hi, NULL, help}
-#define BOOL(nm, field, d, help) {nm, KD_SET_BOOL, OFF(field), d, 0, 1, NULL, help}
-#define CHOICE(nm, field, d, ch, help) {nm, KD_SET_CHOICE, OFF(field), d, 0, 0, ch, help}
+#define REAL(nm, field, d, lo, hi, help) {nm, LSET_REAL, OFF(field), d, lo, hi, NULL, help}
+#define INT(nm, field, d, lo, hi, help) {nm, LSET_INT, OFF(field), d, lo, hi, NULL, help}
+#define BOOL(nm, field, d, help) {nm, LSET_BOOL, OFF(field), d, 0, 1, NULL, help}
+#define CHOICE(nm, field, d, ch, help) {nm, LSET_CHOICE, OFF(field), d, 0, 0, ch, help}
 
 #define T_MIN 1e-6
 #define T_MAX 1e6
@@ -177,31 +175,7 @@ const kd_setting *kd_setting_find(kd_kind kind, const char *name)
 {
     size_t n;
     const kd_setting *s = kd_settings(kind, &n);
-    for (size_t i = 0; name && i < n; i++)
-        if (strcmp(s[i].name, name) == 0) return &s[i];
-    return NULL;
-}
-
-/* Field access through a descriptor. */
-static double *real_at(kd_config *c, const kd_setting *s) { return (double *)((char *)c + s->offset); }
-static int64_t *int_at(kd_config *c, const kd_setting *s) { return (int64_t *)((char *)c + s->offset); }
-static int *flag_at(kd_config *c, const kd_setting *s) { return (int *)((char *)c + s->offset); }
-
-static double setting_value(const kd_config *c, const kd_setting *s)
-{
-    kd_config *m = (kd_config *)c; /* read only */
-    switch (s->type) {
-    case KD_SET_REAL: return *real_at(m, s);
-    case KD_SET_INT: return (double)*int_at(m, s);
-    default: return (double)*flag_at(m, s);
-    }
-}
-
-static size_t choice_count(const char *const *ch)
-{
-    size_t n = 0;
-    while (ch && ch[n]) n++;
-    return n;
+    return lset_find(s, n, name);
 }
 
 kd_config kd_config_default(kd_kind kind)
@@ -214,169 +188,42 @@ kd_config kd_config_default(kd_kind kind)
                    .reduction = KD_RED_BATCHMEAN, .ignore_index = -100};
     size_t n;
     const kd_setting *s = kd_settings(kind_ok(kind) ? kind : KD_HINTON, &n);
-    for (size_t i = 0; i < n; i++) {
-        switch (s[i].type) {
-        case KD_SET_REAL: *real_at(&c, &s[i]) = s[i].def; break;
-        case KD_SET_INT: *int_at(&c, &s[i]) = (int64_t)s[i].def; break;
-        default: *flag_at(&c, &s[i]) = (int)s[i].def; break;
-        }
-    }
+    lset_defaults(s, n, &c);
     return c;
+}
+
+/* "kd <kind>", the family named in setting messages. */
+static const char *family_name(kd_kind kind, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "kd %s", kinds[kind].name);
+    return buf;
 }
 
 int kd_config_check(const kd_config *cfg)
 {
+    char fam[32];
     if (!cfg) return rt_set_error("kd: config is NULL"), RT_EINVAL;
     if (!kind_ok(cfg->kind))
         return rt_set_error("kd: unknown kind %d (valid 0..%d)", (int)cfg->kind, KD_KIND_COUNT - 1),
                RT_EINVAL;
     size_t n;
     const kd_setting *s = kd_settings(cfg->kind, &n);
-    for (size_t i = 0; i < n; i++) {
-        double v = setting_value(cfg, &s[i]);
-        const char *kn = kinds[cfg->kind].name;
-        if (s[i].type == KD_SET_CHOICE) {
-            size_t nc = choice_count(s[i].choices);
-            if (!(v >= 0 && v < (double)nc))
-                return rt_set_error("kd %s: setting %s = %g is not a valid choice index (0..%zu)", kn,
-                                    s[i].name, v, nc - 1),
-                       RT_EINVAL;
-        } else if (!(v >= s[i].lo && v <= s[i].hi)) {
-            return rt_set_error("kd %s: setting %s = %g is out of range [%g, %g]", kn, s[i].name, v,
-                                s[i].lo, s[i].hi),
-                   RT_EINVAL;
-        }
-    }
-    return RT_OK;
-}
-
-/* Levenshtein distance of two short names (for "did you mean"). */
-static size_t edit_distance(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    size_t row[64];
-    if (lb >= COUNT(row)) return (size_t)-1;
-    for (size_t j = 0; j <= lb; j++) row[j] = j;
-    for (size_t i = 1; i <= la; i++) {
-        size_t diag = row[0];
-        row[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t up = row[j];
-            size_t best = diag + (tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]));
-            if (up + 1 < best) best = up + 1;
-            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
-            row[j] = best;
-            diag = up;
-        }
-    }
-    return row[lb];
-}
-
-static int unknown_setting(kd_kind kind, const char *name)
-{
-    size_t n, best = (size_t)-1;
-    const kd_setting *s = kd_settings(kind, &n);
-    const char *near = NULL;
-    char list[512] = "";
-    size_t used = 0;
-    for (size_t i = 0; i < n; i++) {
-        size_t d = edit_distance(name, s[i].name);
-        if (d < best) best = d, near = s[i].name;
-        int w = snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "", s[i].name);
-        if (w > 0 && (size_t)w < sizeof list - used) used += (size_t)w;
-    }
-    size_t len = strlen(name);
-    if (near && best <= (len > 6 ? len / 3 + 1 : 2))
-        rt_set_error("kd %s: unknown setting '%s' (did you mean '%s'?); valid: %s", kinds[kind].name, name,
-                     near, list);
-    else
-        rt_set_error("kd %s: unknown setting '%s'; valid: %s", kinds[kind].name, name, list);
-    return RT_ENOTFOUND;
-}
-
-static int parse_bool(const char *v, int *out)
-{
-    static const char *const yes[] = {"1", "true", "yes", "on"}, *const no[] = {"0", "false", "no", "off"};
-    for (size_t i = 0; i < COUNT(yes); i++) {
-        if (strcmp(v, yes[i]) == 0) return *out = 1, 0;
-        if (strcmp(v, no[i]) == 0) return *out = 0, 0;
-    }
-    return -1;
+    return lset_check(s, n, cfg, family_name(cfg->kind, fam, sizeof fam));
 }
 
 int kd_config_set(kd_config *cfg, const char *name, const char *value)
 {
+    char fam[32];
     if (!cfg || !name || !value) return rt_set_error("kd_config_set: NULL argument"), RT_EINVAL;
     if (!kind_ok(cfg->kind)) return rt_set_error("kd_config_set: unknown kind %d", (int)cfg->kind), RT_EINVAL;
-    const kd_setting *s = kd_setting_find(cfg->kind, name);
-    if (!s) return unknown_setting(cfg->kind, name);
-    const char *kn = kinds[cfg->kind].name;
-    char *end = NULL;
-    switch (s->type) {
-    case KD_SET_REAL: {
-        errno = 0;
-        double v = strtod(value, &end);
-        if (end == value || *end || errno || !isfinite(v))
-            return rt_set_error("kd %s: %s = '%s' is not a number", kn, name, value), RT_EINVAL;
-        if (v < s->lo || v > s->hi)
-            return rt_set_error("kd %s: %s = %s is out of range [%g, %g]", kn, name, value, s->lo, s->hi),
-                   RT_EINVAL;
-        *real_at(cfg, s) = v;
-        return RT_OK;
-    }
-    case KD_SET_INT: {
-        errno = 0;
-        long long v = strtoll(value, &end, 10);
-        if (end == value || *end || errno)
-            return rt_set_error("kd %s: %s = '%s' is not an integer", kn, name, value), RT_EINVAL;
-        if ((double)v < s->lo || (double)v > s->hi)
-            return rt_set_error("kd %s: %s = %s is out of range [%.0f, %.0f]", kn, name, value, s->lo, s->hi),
-                   RT_EINVAL;
-        *int_at(cfg, s) = (int64_t)v;
-        return RT_OK;
-    }
-    case KD_SET_BOOL: {
-        int v;
-        if (parse_bool(value, &v) != 0)
-            return rt_set_error("kd %s: %s = '%s' is not a boolean (0/1, true/false, yes/no, on/off)", kn,
-                                name, value),
-                   RT_EINVAL;
-        *flag_at(cfg, s) = v;
-        return RT_OK;
-    }
-    case KD_SET_CHOICE: {
-        char list[256] = "";
-        size_t used = 0;
-        for (size_t i = 0; s->choices[i]; i++) {
-            if (strcmp(value, s->choices[i]) == 0) return *flag_at(cfg, s) = (int)i, RT_OK;
-            int w = snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "", s->choices[i]);
-            if (w > 0 && (size_t)w < sizeof list - used) used += (size_t)w;
-        }
-        return rt_set_error("kd %s: %s = '%s' is not one of: %s", kn, name, value, list), RT_EINVAL;
-    }
-    }
-    return rt_set_error("kd %s: setting %s has an unknown type", kn, name), RT_EINVAL;
+    size_t n;
+    const kd_setting *s = kd_settings(cfg->kind, &n);
+    return lset_apply(s, n, cfg, family_name(cfg->kind, fam, sizeof fam), name, value);
 }
 
 const char *kd_setting_format(const kd_config *cfg, const kd_setting *s, char *buf, size_t cap)
 {
-    if (!buf || cap == 0) return buf;
-    if (!cfg || !s) {
-        buf[0] = '\0';
-        return buf;
-    }
-    double v = setting_value(cfg, s);
-    switch (s->type) {
-    case KD_SET_REAL: snprintf(buf, cap, "%.10g", v); break;
-    case KD_SET_INT: snprintf(buf, cap, "%lld", (long long)*int_at((kd_config *)cfg, s)); break;
-    case KD_SET_BOOL: snprintf(buf, cap, "%d", (int)v); break;
-    case KD_SET_CHOICE: {
-        size_t nc = choice_count(s->choices);
-        snprintf(buf, cap, "%s", v >= 0 && v < (double)nc ? s->choices[(size_t)v] : "?");
-        break;
-    }
-    }
-    return buf;
+    return lset_format(s, cfg, buf, cap);
 }
 
 /* ------------------------------------------------------------------------ */

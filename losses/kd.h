@@ -40,6 +40,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "settings.h"
 #include "tensor.h"
 
 #ifdef __cplusplus
@@ -153,22 +154,10 @@ const char *kd_kind_help(kd_kind kind);
 
 /* ---- Settings: a descriptor table per kind (for --set k=v and --help) ---- */
 
-typedef enum kd_setting_type {
-    KD_SET_REAL = 0,  /* double                                        */
-    KD_SET_INT = 1,   /* int64_t                                       */
-    KD_SET_BOOL = 2,  /* int, 0/1 (accepts 0/1/true/false/yes/no/on/off) */
-    KD_SET_CHOICE = 3 /* int, index into choices                       */
-} kd_setting_type;
-
-typedef struct kd_setting {
-    const char *name;            /* as typed after --set                     */
-    kd_setting_type type;
-    size_t offset;               /* offsetof(kd_config, field)               */
-    double def;                  /* this kind's default (choice: the index)  */
-    double lo, hi;               /* inclusive bounds (REAL, INT)             */
-    const char *const *choices;  /* CHOICE: NULL-terminated names            */
-    const char *help;
-} kd_setting;
+/* A setting descriptor: name, type (LSET_REAL, LSET_INT, LSET_BOOL,
+ * LSET_CHOICE), offsetof(kd_config, field), this kind's default, inclusive
+ * bounds, choices and help (settings.h). */
+typedef lset_desc kd_setting;
 
 /* The settings kind reads, in display order; *n receives the count. NULL
  * (and *n = 0) for an unknown kind. */

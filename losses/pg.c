@@ -12,8 +12,6 @@
  */
 #include "pg.h"
 
-#include <ctype.h>
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,50 +40,51 @@ static const char *const scale_names[] = {"group", "batch", "none", NULL};
 static const char *const singleton_names[] = {"zero", "raw", NULL};
 
 #define OFF(field) offsetof(pg_config, field)
-#define BIG 1e18
 
+#define REAL(nm, field, d, lo, hi, help) {nm, LSET_REAL, OFF(field), d, lo, hi, NULL, help}
+#define REAL_OPT(nm, field, lo, hi, help) {nm, LSET_REAL_OPT, OFF(field), NAN, lo, hi, NULL, help}
+#define INT(nm, field, d, lo, hi, help) {nm, LSET_INT, OFF(field), d, lo, hi, NULL, help}
+#define BOOL(nm, field, d, help) {nm, LSET_BOOL, OFF(field), d, 0, 1, NULL, help}
+#define CHOICE(nm, field, d, ch, help) {nm, LSET_CHOICE, OFF(field), d, 0, 0, ch, help}
+
+/* Defaults: TRL GRPOConfig's where it has the setting. */
 static const pg_setting settings[] = {
-    {"loss_type", PG_SET_CHOICE, OFF(loss_type), 0, 0, loss_type_names,
-     "grpo, bnpo, dr_grpo, dapo (TRL default), luspo, cispo or sapo"},
-    {"importance_sampling_level", PG_SET_CHOICE, OFF(importance_sampling_level), 0, 0, level_names,
-     "token; sequence = GSPO; sequence_token = GSPO-token (verl gspo)"},
-    {"aggregation", PG_SET_CHOICE, OFF(aggregation), 0, 0, agg_names,
-     "auto = TRL's for loss_type; or an explicit TRL/verl mode (pg.h)"},
-    {"epsilon", PG_SET_REAL, OFF(epsilon), 0, 1e6, NULL, "eps_low: clip at 1 - epsilon"},
-    {"epsilon_high", PG_SET_REAL_OPT, OFF(epsilon_high), 0, 1e6, NULL,
-     "clip at 1 + epsilon_high (none = epsilon; DAPO 0.28); cispo: the absolute cap (5.0)"},
-    {"delta", PG_SET_REAL_OPT, OFF(delta), 1, 1e18, NULL,
-     "two-sided clip coef_1 <= delta (none = off; = verl dual-clip c, 3.0)"},
-    {"beta", PG_SET_REAL, OFF(beta), -1e6, 1e6, NULL, "weight of the k3 KL to ref_logps (0 = no reference)"},
-    {"tau_pos", PG_SET_REAL, OFF(tau_pos), 1e-9, 1e9, NULL, "sapo gate temperature for A > 0"},
-    {"tau_neg", PG_SET_REAL, OFF(tau_neg), 1e-9, 1e9, NULL, "sapo gate temperature for A <= 0"},
-    {"max_completion_length", PG_SET_INT, OFF(max_completion_length), 1, 1e12, NULL,
-     "dr_grpo denominator B * max_completion_length"},
-    {"top_entropy_quantile", PG_SET_REAL, OFF(top_entropy_quantile), 0, 1, NULL,
-     "keep tokens whose entropy is in the top rho (1 = all; needs entropy)"},
-    {"log_ratio_clamp", PG_SET_REAL, OFF(log_ratio_clamp), 0, 1e6, NULL,
-     "clamp logps - old_logps to +-value before exp (0 = off, as TRL)"},
-    {"seq_log_ratio_clamp", PG_SET_REAL, OFF(seq_log_ratio_clamp), 0, 1e6, NULL,
-     "clamp the sequence mean log-ratio to +-value (0 = off)"},
-    {"use_bias_correction_kl", PG_SET_BOOL, OFF(use_bias_correction_kl), 0, 1, NULL,
-     "multiply the k3 term by coef_1"},
-    {"kl_clamp", PG_SET_BOOL, OFF(kl_clamp), 0, 1, NULL, "verl low_var_kl clamps (ref-logps +-20, k3 +-10)"},
-    {"cispo_two_sided", PG_SET_BOOL, OFF(cispo_two_sided), 0, 1, NULL,
-     "verl cispo weight sg(clamp(r, 1-eps_low, 1+eps_high)) instead of sg(min(r, eps_high))"},
-    {"gradient_accumulation_steps", PG_SET_REAL, OFF(gradient_accumulation_steps), 1e-9, 1e12, NULL,
-     "N_ga: non-dapo aggregations divide by it"},
-    {"num_items_in_batch", PG_SET_REAL, OFF(num_items_in_batch), 0, 1e18, NULL,
-     "dapo/cispo normalizer: loss tokens in the generation batch (0 = this call's)"},
-    {"num_processes", PG_SET_REAL, OFF(num_processes), 1, 1e9, NULL, "dapo/cispo: normalizer / num_processes"},
-    {"loss_scale_factor", PG_SET_REAL, OFF(loss_scale_factor), 0, 1e18, NULL,
-     "verl_seq_mean_token_sum_norm denominator (0 = padded T)"},
-    {"group_size", PG_SET_INT, OFF(adv.group_size), 0, 1e12, NULL,
-     "G: completions per prompt, contiguous (advantages from rewards)"},
-    {"scale_rewards", PG_SET_CHOICE, OFF(adv.scale_rewards), 0, 0, scale_names,
-     "group (TRL default), batch or none"},
-    {"adv_epsilon", PG_SET_REAL, OFF(adv.epsilon), 0, 1e6, NULL, "added to the reward std (TRL 1e-4, verl 1e-6)"},
-    {"singleton", PG_SET_CHOICE, OFF(adv.singleton), 0, 0, singleton_names,
-     "group with one scorable reward: zero (TRL, A = 0) or raw (verl, mean 0 std 1)"},
+    CHOICE("loss_type", loss_type, PG_LOSS_DAPO, loss_type_names,
+           "grpo, bnpo, dr_grpo, dapo (TRL default), luspo, cispo or sapo"),
+    CHOICE("importance_sampling_level", importance_sampling_level, PG_LEVEL_TOKEN, level_names,
+           "token; sequence = GSPO; sequence_token = GSPO-token (verl gspo)"),
+    CHOICE("aggregation", aggregation, PG_AGG_AUTO, agg_names,
+           "auto = TRL's for loss_type; or an explicit TRL/verl mode (pg.h)"),
+    REAL("epsilon", epsilon, 0.2, 0, 1e6, "eps_low: clip at 1 - epsilon"),
+    REAL_OPT("epsilon_high", epsilon_high, 0, 1e6,
+             "clip at 1 + epsilon_high (none = epsilon; DAPO 0.28); cispo: the absolute cap (5.0)"),
+    REAL_OPT("delta", delta, 1, 1e18, "two-sided clip coef_1 <= delta (none = off; = verl dual-clip c, 3.0)"),
+    REAL("beta", beta, 0.0, -1e6, 1e6, "weight of the k3 KL to ref_logps (0 = no reference)"),
+    REAL("tau_pos", tau_pos, 1.0, 1e-9, 1e9, "sapo gate temperature for A > 0"),
+    REAL("tau_neg", tau_neg, 1.05, 1e-9, 1e9, "sapo gate temperature for A <= 0"),
+    INT("max_completion_length", max_completion_length, 512, 1, 1e12, "dr_grpo denominator B * max_completion_length"),
+    REAL("top_entropy_quantile", top_entropy_quantile, 1.0, 0, 1,
+         "keep tokens whose entropy is in the top rho (1 = all; needs entropy)"),
+    REAL("log_ratio_clamp", log_ratio_clamp, 20.0, 0, 1e6,
+         "clamp logps - old_logps to +-value before exp (0 = off, as TRL)"),
+    REAL("seq_log_ratio_clamp", seq_log_ratio_clamp, 10.0, 0, 1e6,
+         "clamp the sequence mean log-ratio to +-value (0 = off)"),
+    BOOL("use_bias_correction_kl", use_bias_correction_kl, 0, "multiply the k3 term by coef_1"),
+    BOOL("kl_clamp", kl_clamp, 0, "verl low_var_kl clamps (ref-logps +-20, k3 +-10)"),
+    BOOL("cispo_two_sided", cispo_two_sided, 0,
+         "verl cispo weight sg(clamp(r, 1-eps_low, 1+eps_high)) instead of sg(min(r, eps_high))"),
+    REAL("gradient_accumulation_steps", gradient_accumulation_steps, 1.0, 1e-9, 1e12,
+         "N_ga: non-dapo aggregations divide by it"),
+    REAL("num_items_in_batch", num_items_in_batch, 0.0, 0, 1e18,
+         "dapo/cispo normalizer: loss tokens in the generation batch (0 = this call's)"),
+    REAL("num_processes", num_processes, 1.0, 1, 1e9, "dapo/cispo: normalizer / num_processes"),
+    REAL("loss_scale_factor", loss_scale_factor, 0.0, 0, 1e18,
+         "verl_seq_mean_token_sum_norm denominator (0 = padded T)"),
+    INT("group_size", adv.group_size, 0, 0, 1e12, "G: completions per prompt, contiguous (advantages from rewards)"),
+    CHOICE("scale_rewards", adv.scale_rewards, PG_SCALE_GROUP, scale_names, "group (TRL default), batch or none"),
+    REAL("adv_epsilon", adv.epsilon, 1e-4, 0, 1e6, "added to the reward std (TRL 1e-4, verl 1e-6)"),
+    CHOICE("singleton", adv.singleton, PG_SINGLETON_ZERO, singleton_names,
+           "group with one scorable reward: zero (TRL, A = 0) or raw (verl, mean 0 std 1)"),
 };
 
 static int in_names(int v, const char *const *names)
@@ -113,72 +112,20 @@ const pg_setting *pg_settings(size_t *n)
     return settings;
 }
 
-const pg_setting *pg_setting_find(const char *name)
-{
-    for (size_t i = 0; name && i < COUNT(settings); i++)
-        if (strcmp(settings[i].name, name) == 0) return &settings[i];
-    return NULL;
-}
+const pg_setting *pg_setting_find(const char *name) { return lset_find(settings, COUNT(settings), name); }
 
 pg_config pg_config_default(void)
 {
-    pg_config c = {
-        .loss_type = PG_LOSS_DAPO,
-        .importance_sampling_level = PG_LEVEL_TOKEN,
-        .aggregation = PG_AGG_AUTO,
-        .epsilon = 0.2,
-        .epsilon_high = NAN,
-        .delta = NAN,
-        .beta = 0.0,
-        .tau_pos = 1.0,
-        .tau_neg = 1.05,
-        .max_completion_length = 512,
-        .top_entropy_quantile = 1.0,
-        .log_ratio_clamp = 20.0,
-        .seq_log_ratio_clamp = 10.0,
-        .use_bias_correction_kl = 0,
-        .kl_clamp = 0,
-        .cispo_two_sided = 0,
-        .gradient_accumulation_steps = 1.0,
-        .num_items_in_batch = 0.0,
-        .num_processes = 1.0,
-        .loss_scale_factor = 0.0,
-        .adv = {.group_size = 0, .scale_rewards = PG_SCALE_GROUP, .epsilon = 1e-4, .singleton = PG_SINGLETON_ZERO},
-    };
+    pg_config c;
+    memset(&c, 0, sizeof c); /* padding */
+    lset_defaults(settings, COUNT(settings), &c);
     return c;
-}
-
-static double *real_at(pg_config *c, const pg_setting *s) { return (double *)((char *)c + s->offset); }
-static int64_t *int_at(pg_config *c, const pg_setting *s) { return (int64_t *)((char *)c + s->offset); }
-static int *flag_at(pg_config *c, const pg_setting *s) { return (int *)((char *)c + s->offset); }
-
-static double setting_value(const pg_config *c, const pg_setting *s)
-{
-    pg_config *m = (pg_config *)c; /* read only */
-    switch (s->type) {
-    case PG_SET_REAL:
-    case PG_SET_REAL_OPT: return *real_at(m, s);
-    case PG_SET_INT: return (double)*int_at(m, s);
-    default: return (double)*flag_at(m, s);
-    }
 }
 
 int pg_config_check(const pg_config *cfg)
 {
-    if (!cfg) return rt_set_error("pg: config is NULL"), RT_EINVAL;
-    for (size_t i = 0; i < COUNT(settings); i++) {
-        const pg_setting *s = &settings[i];
-        double v = setting_value(cfg, s);
-        if (s->type == PG_SET_CHOICE || s->type == PG_SET_BOOL) {
-            int ok = s->type == PG_SET_BOOL ? (v == 0 || v == 1) : in_names((int)v, s->choices);
-            if (!ok) return rt_set_error("pg: setting %s = %g is not a valid choice", s->name, v), RT_EINVAL;
-        } else if (s->type == PG_SET_REAL_OPT && isnan(v)) {
-            continue; /* None */
-        } else if (!(v >= s->lo && v <= s->hi)) {
-            return rt_set_error("pg: setting %s = %g is out of range [%g, %g]", s->name, v, s->lo, s->hi),
-                   RT_EINVAL;
-        }
-    }
+    int rc = lset_check(settings, COUNT(settings), cfg, "pg");
+    if (rc != RT_OK) return rc;
     double eh = isnan(cfg->epsilon_high) ? cfg->epsilon : cfg->epsilon_high;
     if (!isnan(cfg->delta) && cfg->delta <= 1.0 + eh && cfg->loss_type != PG_LOSS_CISPO &&
         cfg->loss_type != PG_LOSS_SAPO)
@@ -203,130 +150,14 @@ pg_agg pg_resolved_aggregation(const pg_config *cfg)
     }
 }
 
-/* Levenshtein distance of two short names (for "did you mean"). */
-static size_t edit_distance(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    size_t row[64];
-    if (lb >= COUNT(row)) return (size_t)-1;
-    for (size_t j = 0; j <= lb; j++) row[j] = j;
-    for (size_t i = 1; i <= la; i++) {
-        size_t diag = row[0];
-        row[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t up = row[j];
-            size_t best = diag + (tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]));
-            if (up + 1 < best) best = up + 1;
-            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
-            row[j] = best;
-            diag = up;
-        }
-    }
-    return row[lb];
-}
-
-static int unknown_setting(const char *name)
-{
-    size_t best = (size_t)-1;
-    const char *near = NULL;
-    for (size_t i = 0; i < COUNT(settings); i++) {
-        size_t d = edit_distance(name, settings[i].name);
-        if (d < best) best = d, near = settings[i].name;
-    }
-    size_t len = strlen(name);
-    if (near && best <= (len > 6 ? len / 3 + 1 : 2))
-        rt_set_error("pg: unknown setting '%s' (did you mean '%s'?)", name, near);
-    else
-        rt_set_error("pg: unknown setting '%s' (rlt loss --help lists them)", name);
-    return RT_ENOTFOUND;
-}
-
-static int parse_bool(const char *v, int *out)
-{
-    static const char *const yes[] = {"1", "true", "yes", "on"}, *const no[] = {"0", "false", "no", "off"};
-    for (size_t i = 0; i < COUNT(yes); i++) {
-        if (strcmp(v, yes[i]) == 0) return *out = 1, 0;
-        if (strcmp(v, no[i]) == 0) return *out = 0, 0;
-    }
-    return -1;
-}
-
 int pg_config_set(pg_config *cfg, const char *name, const char *value)
 {
-    if (!cfg || !name || !value) return rt_set_error("pg_config_set: NULL argument"), RT_EINVAL;
-    const pg_setting *s = pg_setting_find(name);
-    if (!s) return unknown_setting(name);
-    char *end = NULL;
-    switch (s->type) {
-    case PG_SET_REAL:
-    case PG_SET_REAL_OPT: {
-        if (s->type == PG_SET_REAL_OPT && (strcmp(value, "none") == 0 || strcmp(value, "None") == 0 ||
-                                           strcmp(value, "null") == 0)) {
-            *real_at(cfg, s) = NAN;
-            return RT_OK;
-        }
-        errno = 0;
-        double v = strtod(value, &end);
-        if (end == value || *end || errno || !isfinite(v))
-            return rt_set_error("pg: %s = '%s' is not a number%s", name, value,
-                                s->type == PG_SET_REAL_OPT ? " (or none)" : ""),
-                   RT_EINVAL;
-        if (v < s->lo || v > s->hi)
-            return rt_set_error("pg: %s = %s is out of range [%g, %g]", name, value, s->lo, s->hi), RT_EINVAL;
-        *real_at(cfg, s) = v;
-        return RT_OK;
-    }
-    case PG_SET_INT: {
-        errno = 0;
-        long long v = strtoll(value, &end, 10);
-        if (end == value || *end || errno)
-            return rt_set_error("pg: %s = '%s' is not an integer", name, value), RT_EINVAL;
-        if ((double)v < s->lo || (double)v > s->hi)
-            return rt_set_error("pg: %s = %s is out of range [%.0f, %.0f]", name, value, s->lo, s->hi), RT_EINVAL;
-        *int_at(cfg, s) = (int64_t)v;
-        return RT_OK;
-    }
-    case PG_SET_BOOL: {
-        int v;
-        if (parse_bool(value, &v) != 0)
-            return rt_set_error("pg: %s = '%s' is not a boolean (0/1, true/false, yes/no, on/off)", name, value),
-                   RT_EINVAL;
-        *flag_at(cfg, s) = v;
-        return RT_OK;
-    }
-    case PG_SET_CHOICE: {
-        char list[256] = "";
-        size_t used = 0;
-        for (size_t i = 0; s->choices[i]; i++) {
-            if (strcmp(value, s->choices[i]) == 0) return *flag_at(cfg, s) = (int)i, RT_OK;
-            int w = snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "", s->choices[i]);
-            if (w > 0 && (size_t)w < sizeof list - used) used += (size_t)w;
-        }
-        return rt_set_error("pg: %s = '%s' is not one of: %s", name, value, list), RT_EINVAL;
-    }
-    }
-    return rt_set_error("pg: setting %s has an unknown type", name), RT_EINVAL;
+    return lset_apply(settings, COUNT(settings), cfg, "pg", name, value);
 }
 
 const char *pg_setting_format(const pg_config *cfg, const pg_setting *s, char *buf, size_t cap)
 {
-    if (!buf || cap == 0) return buf;
-    if (!cfg || !s) {
-        buf[0] = '\0';
-        return buf;
-    }
-    double v = setting_value(cfg, s);
-    switch (s->type) {
-    case PG_SET_REAL: snprintf(buf, cap, "%.10g", v); break;
-    case PG_SET_REAL_OPT:
-        if (isnan(v)) snprintf(buf, cap, "none");
-        else snprintf(buf, cap, "%.10g", v);
-        break;
-    case PG_SET_INT: snprintf(buf, cap, "%lld", (long long)*int_at((pg_config *)cfg, s)); break;
-    case PG_SET_BOOL: snprintf(buf, cap, "%d", (int)v); break;
-    case PG_SET_CHOICE: snprintf(buf, cap, "%s", in_names((int)v, s->choices) ? s->choices[(int)v] : "?"); break;
-    }
-    return buf;
+    return lset_format(s, cfg, buf, cap);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -59,6 +59,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "settings.h"
 #include "tensor.h"
 
 #ifdef __cplusplus
@@ -230,22 +231,11 @@ const char *pg_agg_name(int agg);
 const char *pg_level_name(int level);
 const char *pg_scale_name(int scale);
 
-typedef enum pg_setting_type {
-    PG_SET_REAL = 0,     /* double                                           */
-    PG_SET_REAL_OPT = 1, /* double, "none" = NaN (TRL's None)                */
-    PG_SET_INT = 2,      /* int64_t                                          */
-    PG_SET_BOOL = 3,     /* int 0/1 (0/1/true/false/yes/no/on/off)           */
-    PG_SET_CHOICE = 4    /* int, index into choices                          */
-} pg_setting_type;
-
-typedef struct pg_setting {
-    const char *name;           /* as typed after --set                            */
-    pg_setting_type type;
-    size_t offset;              /* offsetof(pg_config, field)                      */
-    double lo, hi;              /* inclusive bounds (REAL, REAL_OPT, INT)          */
-    const char *const *choices; /* CHOICE: NULL-terminated names                   */
-    const char *help;
-} pg_setting;
+/* A setting descriptor (settings.h): LSET_REAL, LSET_REAL_OPT ("none" = NaN,
+ * TRL's None), LSET_INT, LSET_BOOL or LSET_CHOICE, at offsetof(pg_config,
+ * field), with the default pg_config_default() gives, inclusive bounds,
+ * choices and help. */
+typedef lset_desc pg_setting;
 
 /* Every setting, in display order; *n receives the count. */
 const pg_setting *pg_settings(size_t *n);

@@ -11,8 +11,6 @@
  */
 #include "prefx.h"
 
-#include <ctype.h>
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,175 +19,12 @@
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
 /* ------------------------------------------------------------------------ */
-/* Settings machinery (one implementation for the five config structs)       */
+/* Settings (settings.h) and metrics helpers shared by the four losses       */
 /* ------------------------------------------------------------------------ */
-
-static double *real_at(void *c, const prefx_setting *s) { return (double *)((char *)c + s->offset); }
-static int *int_at(void *c, const prefx_setting *s) { return (int *)((char *)c + s->offset); }
-
-static double setting_value(const void *c, const prefx_setting *s)
-{
-    void *m = (void *)c; /* read only */
-    return s->type == PREFX_SET_REAL ? *real_at(m, s) : (double)*int_at(m, s);
-}
-
-static size_t choice_count(const char *const *ch)
-{
-    size_t n = 0;
-    while (ch && ch[n]) n++;
-    return n;
-}
-
-static void settings_defaults(const prefx_setting *tab, size_t n, void *cfg)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (tab[i].type == PREFX_SET_REAL) *real_at(cfg, &tab[i]) = tab[i].def;
-        else *int_at(cfg, &tab[i]) = (int)tab[i].def;
-    }
-}
-
-static int settings_check(const char *family, const prefx_setting *tab, size_t n, const void *cfg)
-{
-    if (!cfg) return rt_set_error("%s: config is NULL", family), RT_EINVAL;
-    for (size_t i = 0; i < n; i++) {
-        double v = setting_value(cfg, &tab[i]);
-        if (tab[i].type == PREFX_SET_CHOICE) {
-            size_t nc = choice_count(tab[i].choices);
-            if (!(v >= 0 && v < (double)nc))
-                return rt_set_error("%s: setting %s = %g is not a valid choice index (0..%zu)", family,
-                                    tab[i].name, v, nc - 1),
-                       RT_EINVAL;
-        } else if (tab[i].type == PREFX_SET_BOOL) {
-            if (v != 0 && v != 1)
-                return rt_set_error("%s: setting %s = %g is not 0 or 1", family, tab[i].name, v), RT_EINVAL;
-        } else if (!(v >= tab[i].lo && v <= tab[i].hi)) {
-            return rt_set_error("%s: setting %s = %g is out of range [%g, %g]", family, tab[i].name, v,
-                                tab[i].lo, tab[i].hi),
-                   RT_EINVAL;
-        }
-    }
-    return RT_OK;
-}
-
-/* Levenshtein distance of two short names, case-insensitive. */
-static size_t edit_distance(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    size_t row[64];
-    if (lb >= COUNT(row)) return (size_t)-1;
-    for (size_t j = 0; j <= lb; j++) row[j] = j;
-    for (size_t i = 1; i <= la; i++) {
-        size_t diag = row[0];
-        row[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t up = row[j];
-            size_t best = diag + (tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]));
-            if (up + 1 < best) best = up + 1;
-            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
-            row[j] = best;
-            diag = up;
-        }
-    }
-    return row[lb];
-}
-
-static int unknown_setting(const char *family, const prefx_setting *tab, size_t n, const char *name)
-{
-    size_t best = (size_t)-1;
-    const char *near = NULL;
-    char list[512] = "";
-    size_t used = 0;
-    for (size_t i = 0; i < n; i++) {
-        size_t d = edit_distance(name, tab[i].name);
-        if (d < best) best = d, near = tab[i].name;
-        int w = snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "", tab[i].name);
-        if (w > 0 && (size_t)w < sizeof list - used) used += (size_t)w;
-    }
-    size_t len = strlen(name);
-    if (near && best <= (len > 6 ? len / 3 + 1 : 2))
-        rt_set_error("%s: unknown setting '%s' (did you mean '%s'?); valid: %s", family, name, near, list);
-    else
-        rt_set_error("%s: unknown setting '%s'; valid: %s", family, name, list);
-    return RT_ENOTFOUND;
-}
-
-static int parse_bool(const char *v, int *out)
-{
-    static const char *const yes[] = {"1", "true", "yes", "on"}, *const no[] = {"0", "false", "no", "off"};
-    for (size_t i = 0; i < COUNT(yes); i++) {
-        if (strcmp(v, yes[i]) == 0) return *out = 1, 0;
-        if (strcmp(v, no[i]) == 0) return *out = 0, 0;
-    }
-    return -1;
-}
-
-static const prefx_setting *setting_find(const prefx_setting *tab, size_t n, const char *name)
-{
-    for (size_t i = 0; name && i < n; i++)
-        if (strcmp(tab[i].name, name) == 0) return &tab[i];
-    return NULL;
-}
-
-static int settings_set(const char *family, const prefx_setting *tab, size_t n, void *cfg, const char *name,
-                        const char *value)
-{
-    if (!cfg || !name || !value) return rt_set_error("%s: config_set given a NULL argument", family), RT_EINVAL;
-    const prefx_setting *s = setting_find(tab, n, name);
-    if (!s) return unknown_setting(family, tab, n, name);
-    switch (s->type) {
-    case PREFX_SET_REAL: {
-        char *end = NULL;
-        errno = 0;
-        double v = strtod(value, &end);
-        if (end == value || *end || errno || !isfinite(v))
-            return rt_set_error("%s: %s = '%s' is not a number", family, name, value), RT_EINVAL;
-        if (v < s->lo || v > s->hi)
-            return rt_set_error("%s: %s = %s is out of range [%g, %g]", family, name, value, s->lo, s->hi),
-                   RT_EINVAL;
-        *real_at(cfg, s) = v;
-        return RT_OK;
-    }
-    case PREFX_SET_BOOL: {
-        int v;
-        if (parse_bool(value, &v) != 0)
-            return rt_set_error("%s: %s = '%s' is not a boolean (0/1, true/false, yes/no, on/off)", family,
-                                name, value),
-                   RT_EINVAL;
-        *int_at(cfg, s) = v;
-        return RT_OK;
-    }
-    case PREFX_SET_CHOICE: {
-        char list[256] = "";
-        size_t used = 0;
-        for (size_t i = 0; s->choices[i]; i++) {
-            if (strcmp(value, s->choices[i]) == 0) return *int_at(cfg, s) = (int)i, RT_OK;
-            int w = snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "", s->choices[i]);
-            if (w > 0 && (size_t)w < sizeof list - used) used += (size_t)w;
-        }
-        return rt_set_error("%s: %s = '%s' is not one of: %s", family, name, value, list), RT_EINVAL;
-    }
-    }
-    return rt_set_error("%s: setting %s has an unknown type", family, name), RT_EINVAL;
-}
 
 const char *prefx_setting_format(const void *cfg, const prefx_setting *s, char *buf, size_t cap)
 {
-    if (!buf || cap == 0) return buf;
-    if (!cfg || !s) {
-        buf[0] = '\0';
-        return buf;
-    }
-    double v = setting_value(cfg, s);
-    switch (s->type) {
-    case PREFX_SET_REAL: snprintf(buf, cap, "%.10g", v); break;
-    case PREFX_SET_BOOL: snprintf(buf, cap, "%d", (int)v); break;
-    case PREFX_SET_CHOICE: {
-        size_t nc = choice_count(s->choices);
-        snprintf(buf, cap, "%s", v >= 0 && v < (double)nc ? s->choices[(size_t)v] : "?");
-        break;
-    }
-    }
-    return buf;
+    return lset_format(s, cfg, buf, cap);
 }
 
 double prefx_metric_value(const void *m, const prefx_metric *d)
@@ -205,9 +40,9 @@ static void metrics_nan(void *m, size_t size)
 }
 
 #define REAL(cfgt, nm, field, d, lo, hi, help) \
-    {nm, PREFX_SET_REAL, offsetof(cfgt, field), d, lo, hi, NULL, help}
-#define BOOL(cfgt, nm, field, d, help) {nm, PREFX_SET_BOOL, offsetof(cfgt, field), d, 0, 1, NULL, help}
-#define CHOICE(cfgt, nm, field, d, ch, help) {nm, PREFX_SET_CHOICE, offsetof(cfgt, field), d, 0, 0, ch, help}
+    {nm, LSET_REAL, offsetof(cfgt, field), d, lo, hi, NULL, help}
+#define BOOL(cfgt, nm, field, d, help) {nm, LSET_BOOL, offsetof(cfgt, field), d, 0, 1, NULL, help}
+#define CHOICE(cfgt, nm, field, d, ch, help) {nm, LSET_CHOICE, offsetof(cfgt, field), d, 0, 0, ch, help}
 #define METRIC(mt, nm, field, help) {nm, offsetof(mt, field), help}
 
 #define BETA_MIN 1e-12
@@ -379,7 +214,7 @@ const prefx_metric *simpo_metric_table(size_t *n)
 simpo_config simpo_config_default(void)
 {
     simpo_config c;
-    settings_defaults(simpo_table, COUNT(simpo_table), &c);
+    lset_defaults(simpo_table, COUNT(simpo_table), &c);
     return c;
 }
 
@@ -398,12 +233,12 @@ simpo_config simpo_config_preset(simpo_preset preset)
 
 int simpo_config_check(const simpo_config *cfg)
 {
-    return settings_check("simpo", simpo_table, COUNT(simpo_table), cfg);
+    return lset_check(simpo_table, COUNT(simpo_table), cfg, "simpo");
 }
 
 int simpo_config_set(simpo_config *cfg, const char *name, const char *value)
 {
-    int rc = settings_set("simpo", simpo_table, COUNT(simpo_table), cfg, name, value);
+    int rc = lset_apply(simpo_table, COUNT(simpo_table), cfg, "simpo", name, value);
     if (rc == RT_OK && strcmp(name, "preset") == 0) *cfg = simpo_config_preset((simpo_preset)cfg->preset);
     return rc;
 }
@@ -502,18 +337,18 @@ const prefx_metric *orpo_metric_table(size_t *n)
 orpo_config orpo_config_default(void)
 {
     orpo_config c;
-    settings_defaults(orpo_table, COUNT(orpo_table), &c);
+    lset_defaults(orpo_table, COUNT(orpo_table), &c);
     return c;
 }
 
 int orpo_config_check(const orpo_config *cfg)
 {
-    return settings_check("orpo", orpo_table, COUNT(orpo_table), cfg);
+    return lset_check(orpo_table, COUNT(orpo_table), cfg, "orpo");
 }
 
 int orpo_config_set(orpo_config *cfg, const char *name, const char *value)
 {
-    return settings_set("orpo", orpo_table, COUNT(orpo_table), cfg, name, value);
+    return lset_apply(orpo_table, COUNT(orpo_table), cfg, "orpo", name, value);
 }
 
 /* log(1 - e^a) for a <= 0, TRL's two branches at -ln 2. Each branch sees only
@@ -631,15 +466,15 @@ const prefx_metric *kto_metric_table(size_t *n)
 kto_config kto_config_default(void)
 {
     kto_config c;
-    settings_defaults(kto_table, COUNT(kto_table), &c);
+    lset_defaults(kto_table, COUNT(kto_table), &c);
     return c;
 }
 
-int kto_config_check(const kto_config *cfg) { return settings_check("kto", kto_table, COUNT(kto_table), cfg); }
+int kto_config_check(const kto_config *cfg) { return lset_check(kto_table, COUNT(kto_table), cfg, "kto"); }
 
 int kto_config_set(kto_config *cfg, const char *name, const char *value)
 {
-    return settings_set("kto", kto_table, COUNT(kto_table), cfg, name, value);
+    return lset_apply(kto_table, COUNT(kto_table), cfg, "kto", name, value);
 }
 
 static int check_kl_pair(const char *fn, const rt_tensor *pkl, const rt_tensor *rkl, rt_dtype dt)
@@ -778,13 +613,13 @@ const prefx_metric *bco_metric_table(size_t *n)
 bco_config bco_config_default(void)
 {
     bco_config c;
-    settings_defaults(bco_table, COUNT(bco_table), &c);
+    lset_defaults(bco_table, COUNT(bco_table), &c);
     return c;
 }
 
 int bco_config_check(const bco_config *cfg)
 {
-    int rc = settings_check("bco", bco_table, COUNT(bco_table), cfg);
+    int rc = lset_check(bco_table, COUNT(bco_table), cfg, "bco");
     if (rc == RT_OK && cfg->min_density_ratio > cfg->max_density_ratio)
         return rt_set_error("bco: min_density_ratio %g exceeds max_density_ratio %g", cfg->min_density_ratio,
                             cfg->max_density_ratio),
@@ -794,7 +629,7 @@ int bco_config_check(const bco_config *cfg)
 
 int bco_config_set(bco_config *cfg, const char *name, const char *value)
 {
-    return settings_set("bco", bco_table, COUNT(bco_table), cfg, name, value);
+    return lset_apply(bco_table, COUNT(bco_table), cfg, "bco", name, value);
 }
 
 bco_running bco_running_init(void) { return (bco_running){.mean = 0.0, .var = 1.0, .std = 1.0, .count = 1e-24}; }

@@ -50,6 +50,7 @@
 
 #include <stddef.h>
 
+#include "settings.h"
 #include "tensor.h"
 
 #ifdef __cplusplus
@@ -60,21 +61,9 @@ extern "C" {
 /* Settings and metrics descriptors (shared by the four losses)               */
 /* ------------------------------------------------------------------------ */
 
-typedef enum prefx_setting_type {
-    PREFX_SET_REAL = 0,  /* double                                          */
-    PREFX_SET_BOOL = 1,  /* int 0/1 (accepts 0/1/true/false/yes/no/on/off)  */
-    PREFX_SET_CHOICE = 2 /* int, index into choices                         */
-} prefx_setting_type;
-
-typedef struct prefx_setting {
-    const char *name;           /* as typed after --set                        */
-    prefx_setting_type type;
-    size_t offset;              /* offsetof(<loss>_config, field)              */
-    double def;                 /* the default (choice: the index)             */
-    double lo, hi;              /* inclusive bounds (REAL)                     */
-    const char *const *choices; /* CHOICE: NULL-terminated names               */
-    const char *help;
-} prefx_setting;
+/* A setting descriptor (settings.h): LSET_REAL, LSET_BOOL or LSET_CHOICE at
+ * offsetof(<loss>_config, field), with its default, bounds, choices, help. */
+typedef lset_desc prefx_setting;
 
 typedef struct prefx_metric {
     const char *name; /* TRL's log key: "rewards/chosen", "kl", ...            */

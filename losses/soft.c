@@ -11,7 +11,6 @@
  */
 #include "soft.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,39 +23,33 @@
 /* Settings                                                                  */
 /* ------------------------------------------------------------------------ */
 
+/* Bounds: what the parser refuses outright. They are the closures of
+ * soft_config_check's rules (which also keep min <= max); FIN where the
+ * value must be finite, INFINITY where +-inf is meaningful (no clamp, keep
+ * every component). */
+#define REAL(nm, field, d, lo, hi, help) {nm, LSET_REAL, OFF(field), d, lo, hi, NULL, help}
+#define FIN 1e300
 static const soft_setting settings[] = {
-    {"temperature", 0, OFF(temperature), 1.0, "logits are divided by T (rollout and training)"},
-    {"tau_g", 0, OFF(tau_g), 0.1, "Gumbel-softmax temperature of the mixing weights (gumbel_softmax_temperature)"},
-    {"noise_factor", 0, OFF(noise_factor), 1.0, "g' = log p~ + noise_factor * eps"},
-    {"top_k", 1, OFF(top_k), 5, "K, candidates kept and stored per soft token (top_k = max_topk)"},
-    {"top_p", 0, OFF(top_p), 0.95, "rollout nucleus threshold (1 = off)"},
-    {"min_p", 0, OFF(min_p), 0.0, "rollout min-p filter p >= min_p * max p (0 = off)"},
-    {"noise_min", 0, OFF(noise_min), -1.5, "lower clamp of the rollout Gumbel noise eps"},
-    {"noise_max", 0, OFF(noise_max), 3.0, "upper clamp of the rollout Gumbel noise eps"},
-    {"z_min", 0, OFF(z_min), -1.5, "lower clamp of z = g' - log q in the soft log-prob"},
-    {"z_max", 0, OFF(z_max), 3.0, "upper clamp of z = g' - log q in the soft log-prob"},
-    {"keep_logp", 0, OFF(keep_logp), -3.0, "a component counts in the mean when log q > keep_logp"},
-    {"prob_eps", 0, OFF(prob_eps), 1e-6, "log q is taken of q + prob_eps"},
+    REAL("temperature", temperature, 1.0, 0, FIN, "logits are divided by T (rollout and training)"),
+    REAL("tau_g", tau_g, 0.1, 0, FIN,
+         "Gumbel-softmax temperature of the mixing weights (gumbel_softmax_temperature)"),
+    REAL("noise_factor", noise_factor, 1.0, -FIN, FIN, "g' = log p~ + noise_factor * eps"),
+    {"top_k", LSET_INT, OFF(top_k), 5, 1, 1e18, NULL, "K, candidates kept and stored per soft token (top_k = max_topk)"},
+    REAL("top_p", top_p, 0.95, 0, 1, "rollout nucleus threshold (1 = off)"),
+    REAL("min_p", min_p, 0.0, 0, 1, "rollout min-p filter p >= min_p * max p (0 = off)"),
+    REAL("noise_min", noise_min, -1.5, -INFINITY, INFINITY, "lower clamp of the rollout Gumbel noise eps"),
+    REAL("noise_max", noise_max, 3.0, -INFINITY, INFINITY, "upper clamp of the rollout Gumbel noise eps"),
+    REAL("z_min", z_min, -1.5, -FIN, FIN, "lower clamp of z = g' - log q in the soft log-prob"),
+    REAL("z_max", z_max, 3.0, -FIN, FIN, "upper clamp of z = g' - log q in the soft log-prob"),
+    REAL("keep_logp", keep_logp, -3.0, -INFINITY, INFINITY, "a component counts in the mean when log q > keep_logp"),
+    REAL("prob_eps", prob_eps, 1e-6, 0, 1, "log q is taken of q + prob_eps"),
 };
-
-static double *real_at(soft_config *c, const soft_setting *s) { return (double *)((char *)c + s->offset); }
-static int64_t *int_at(soft_config *c, const soft_setting *s) { return (int64_t *)((char *)c + s->offset); }
-
-static double value_of(const soft_config *c, const soft_setting *s)
-{
-    return s->is_int ? (double)*int_at((soft_config *)c, s) : *real_at((soft_config *)c, s);
-}
 
 soft_config soft_config_default(void)
 {
     soft_config c;
     memset(&c, 0, sizeof c);
-    for (size_t i = 0; i < COUNT(settings); i++) {
-        if (settings[i].is_int)
-            *int_at(&c, &settings[i]) = (int64_t)settings[i].def;
-        else
-            *real_at(&c, &settings[i]) = settings[i].def;
-    }
+    lset_defaults(settings, COUNT(settings), &c);
     return c;
 }
 
@@ -90,45 +83,13 @@ const soft_setting *soft_settings(size_t *n)
 
 int soft_config_set(soft_config *cfg, const char *name, const char *value)
 {
-    if (!cfg || !name || !value) return rt_set_error("soft_config_set: NULL argument"), RT_EINVAL;
-    const soft_setting *s = NULL;
-    for (size_t i = 0; i < COUNT(settings); i++)
-        if (strcmp(settings[i].name, name) == 0) s = &settings[i];
-    if (!s) {
-        char list[512] = "";
-        size_t used = 0;
-        for (size_t i = 0; i < COUNT(settings); i++) {
-            int w = snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "", settings[i].name);
-            if (w > 0 && (size_t)w < sizeof list - used) used += (size_t)w;
-        }
-        return rt_set_error("soft: unknown setting '%s'; valid: %s", name, list), RT_ENOTFOUND;
-    }
-    char *end = NULL;
-    errno = 0;
-    if (s->is_int) {
-        long long v = strtoll(value, &end, 10);
-        if (end == value || *end || errno)
-            return rt_set_error("soft: %s = '%s' is not an integer", name, value), RT_EINVAL;
-        *int_at(cfg, s) = (int64_t)v;
-    } else {
-        double v = strtod(value, &end);
-        if (end == value || *end || errno || isnan(v))
-            return rt_set_error("soft: %s = '%s' is not a number", name, value), RT_EINVAL;
-        *real_at(cfg, s) = v;
-    }
-    return soft_config_check(cfg);
+    int rc = lset_apply(settings, COUNT(settings), cfg, "soft", name, value);
+    return rc == RT_OK ? soft_config_check(cfg) : rc;
 }
 
 const char *soft_setting_format(const soft_config *cfg, const soft_setting *s, char *buf, size_t cap)
 {
-    if (!buf || cap == 0) return buf;
-    if (!cfg || !s)
-        buf[0] = '\0';
-    else if (s->is_int)
-        snprintf(buf, cap, "%lld", (long long)*int_at((soft_config *)cfg, s));
-    else
-        snprintf(buf, cap, "%.10g", value_of(cfg, s));
-    return buf;
+    return lset_format(s, cfg, buf, cap);
 }
 
 /* ------------------------------------------------------------------------ */

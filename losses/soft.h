@@ -61,6 +61,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "settings.h"
 #include "tensor.h"
 
 #ifdef __cplusplus
@@ -91,20 +92,19 @@ soft_config soft_config_default(void);
 int soft_config_check(const soft_config *cfg);
 
 /* ---- Settings descriptors (for --set k=v and --help) ---- */
-typedef struct soft_setting {
-    const char *name;   /* as typed after --set, = the soft_config field */
-    int is_int;         /* 1: int64_t field, 0: double field             */
-    size_t offset;      /* offsetof(soft_config, field)                  */
-    double def;         /* the default                                   */
-    const char *help;
-} soft_setting;
+/* A setting descriptor (settings.h): name (= the soft_config field), LSET_REAL
+ * or LSET_INT, offset, default, and the outer bounds the parser enforces;
+ * soft_config_check then applies the exact rules above (open intervals,
+ * min <= max). */
+typedef lset_desc soft_setting;
 
 /* All settings in display order; *n receives the count. */
 const soft_setting *soft_settings(size_t *n);
 /* Parse value into setting name, then re-check the whole config (so set a
  * min/max pair in an order that keeps min <= max). RT_OK, or RT_EINVAL (not a
- * number, out of range) / RT_ENOTFOUND (unknown name, listing the valid
- * ones); on RT_EINVAL from the re-check the value stays written. */
+ * number, out of range) / RT_ENOTFOUND (unknown name, listing the valid ones
+ * and suggesting the nearest); on RT_EINVAL from the re-check the value stays
+ * written. */
 int soft_config_set(soft_config *cfg, const char *name, const char *value);
 /* The value of s in cfg formatted into buf; returns buf. */
 const char *soft_setting_format(const soft_config *cfg, const soft_setting *s, char *buf, size_t cap);

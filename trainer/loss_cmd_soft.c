@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "loss_registry.h"
+#include "settings.h"
 #include "soft.h"
 
 static const loss_input soft_inputs_table[] = {
@@ -33,8 +34,14 @@ static int soft_logp_run(rt_scope *S, rt_tensor *const *in, const char *const *s
         size_t j = 0;
         while (j < NSET && strcmp(key, logp_settings[j]) != 0) j++;
         if (j == NSET) {
-            snprintf(err, errlen, "--set '%s': unknown setting '%s'; valid: temperature, z_min, z_max, keep_logp, "
-                     "prob_eps", sets[i], key);
+            char valid[128];
+            const char *near = lset_nearest(key, logp_settings, NSET);
+            lset_join(valid, sizeof valid, logp_settings, NSET);
+            if (near)
+                snprintf(err, errlen, "--set '%s': unknown setting '%s' (did you mean '%s'?); valid: %s", sets[i], key,
+                         near, valid);
+            else
+                snprintf(err, errlen, "--set '%s': unknown setting '%s'; valid: %s", sets[i], key, valid);
             return -1;
         }
         if (soft_config_set(&cfg, key, value) != RT_OK) {

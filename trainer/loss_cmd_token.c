@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "loss_registry.h"
+#include "settings.h"
 
 #define TOKEN_DEFAULT_TEMPERATURE 1.0
 
@@ -37,7 +38,14 @@ static int token_run(rt_scope *S, rt_tensor *const *in, const char *const *sets,
         const char *value;
         if (loss_split_setting(sets[i], key, sizeof key, &value, err, errlen) < 0) return -1;
         if (strcmp(key, "temperature") != 0) {
-            snprintf(err, errlen, "--set '%s': unknown setting '%s' (token_logps has: temperature)", sets[i], key);
+            static const char *const names[] = {"temperature"};
+            const char *near = lset_nearest(key, names, 1);
+            if (near)
+                snprintf(err, errlen, "--set '%s': unknown setting '%s' (did you mean '%s'?); token_logps has: %s",
+                         sets[i], key, near, names[0]);
+            else
+                snprintf(err, errlen, "--set '%s': unknown setting '%s'; token_logps has: %s", sets[i], key,
+                         names[0]);
             return -1;
         }
         char *end;
