@@ -48,6 +48,13 @@ static const loss_entry *const loss_registry[] = {
     &loss_entry_orpo,
     &loss_entry_kto,
     &loss_entry_bco,
+    &loss_entry_sac_critic,
+    &loss_entry_sac_actor,
+    &loss_entry_sac_alpha,
+    &loss_entry_squashed_gaussian_logp,
+    &loss_entry_sac_discrete_critic,
+    &loss_entry_sac_discrete_actor,
+    &loss_entry_sac_discrete_alpha,
 };
 static const int loss_registry_count = (int)(sizeof loss_registry / sizeof loss_registry[0]);
 

@@ -78,5 +78,12 @@ extern const loss_entry loss_entry_simpo;
 extern const loss_entry loss_entry_orpo;
 extern const loss_entry loss_entry_kto;
 extern const loss_entry loss_entry_bco;
+extern const loss_entry loss_entry_sac_critic;
+extern const loss_entry loss_entry_sac_actor;
+extern const loss_entry loss_entry_sac_alpha;
+extern const loss_entry loss_entry_squashed_gaussian_logp;
+extern const loss_entry loss_entry_sac_discrete_critic;
+extern const loss_entry loss_entry_sac_discrete_actor;
+extern const loss_entry loss_entry_sac_discrete_alpha;
 
 #endif /* RLT_LOSS_REGISTRY_H */
