@@ -6,6 +6,8 @@
  *   rlt eval RUN_DIR|CKPT [--set section.key=value]...
  *   rlt inspect CKPT
  *   rlt loss NAME --in IN.h5 --out OUT.h5 [--set name=value]...
+ *   rlt envs [--env-path DIR]
+ *   rlt env replay NAME --seed S --actions A.h5 --out T.h5 [--env-path DIR] [--set key=value]...
  *   rlt help [ALGORITHM]
  *
  * Exit codes: 0 done, 1 runtime error, 2 usage/config/input error,
@@ -23,6 +25,7 @@
 
 #include "algo.h"
 #include "ckpt.h"
+#include "env_cmd.h"
 #include "loss_cmd.h"
 #include "run.h"
 #include "tensor.h"
@@ -55,6 +58,8 @@ static void usage(FILE *out) {
             "  eval RUN_DIR|CKPT  evaluate the models of a checkpoint\n"
             "  inspect CKPT       print a checkpoint's step, config and tensors\n"
             "  loss NAME          evaluate a loss on tensors stored in HDF5\n"
+            "  envs               list the environment plugins found, with their spaces\n"
+            "  env replay NAME    step one environment through stored actions, write the trajectory\n"
             "  help [ALGORITHM]   this text, or every recipe key of an algorithm with its default\n\n"
             "`rlt <command> --help` lists the command's options with their defaults.\n\n"
             "algorithms ([run] algorithm in a recipe):\n");
@@ -372,6 +377,12 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "eval") == 0) return cmd_eval(sub_argc, sub_argv);
     if (strcmp(cmd, "inspect") == 0) return cmd_inspect(sub_argc, sub_argv);
     if (strcmp(cmd, "loss") == 0) return cmd_loss(sub_argc, sub_argv);
+    if (strcmp(cmd, "envs") == 0) return env_cmd_list(sub_argc, sub_argv);
+    if (strcmp(cmd, "env") == 0) {
+        if (sub_argc >= 1 && strcmp(sub_argv[0], "replay") == 0) return env_cmd_replay(sub_argc - 1, sub_argv + 1);
+        fprintf(stderr, "error: usage: rlt env replay NAME ... (rlt env replay --help); `rlt envs` lists plugins\n");
+        return RUN_EXIT_USAGE;
+    }
     if (strcmp(cmd, "help") == 0) return cmd_help(sub_argc, sub_argv);
     fprintf(stderr, "error: unknown command '%s'\n\n", cmd);
     usage(stderr);

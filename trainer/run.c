@@ -340,6 +340,19 @@ int run_resume(run_ctx *r) {
     return 0;
 }
 
+int run_ck_add_replay(ck_state *st, rb *b, const char *group, int level) {
+    if (!st || !b || !group) return CK_EINVAL;
+    rt_tensor *const tensors[RB_NTENSORS] = {b->observations, b->next_observations, b->actions,
+                                             b->rewards,      b->dones,             b->timeouts};
+    int rc = ck_add_tensors_compressed(st, group, rb_tensor_names, tensors, RB_NTENSORS, level);
+    if (rc != CK_OK) return rc;
+    char path[512];
+    if (run_fmt(path, sizeof path, "%s/pos", group) < 0) return CK_EINVAL;
+    if ((rc = ck_add_i64(st, path, &b->pos)) != CK_OK) return rc;
+    if (run_fmt(path, sizeof path, "%s/full", group) < 0) return CK_EINVAL;
+    return ck_add_i64(st, path, &b->full);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Steps                                                                     */
 /* ------------------------------------------------------------------------ */

@@ -33,6 +33,7 @@
 #include "ckpt.h"
 #include "config.h"
 #include "metrics.h"
+#include "replay.h"
 
 #ifndef PATH_MAX
 #define PATH_MAX 4096
@@ -155,6 +156,13 @@ int run_open(run_ctx *r, const run_args *args, const cfg_schema *schema, void *c
  * metrics.jsonl past the resumed step). Says what it did on the console.
  * r->step is the first step to run. Set r->total_steps first. */
 int run_resume(run_ctx *r);
+
+/* Register a replay buffer in a checkpoint manifest: its six tensors under
+ * /<group>/ (observations, next_observations, actions, rewards, dones,
+ * timeouts; shuffle + zlib at `level` 1..9) and pos/full as int64 scalars, the
+ * layout of ecosystem.md §3.6. A load validates capacity and dims before
+ * anything is overwritten; call rb_validate after it. Returns a ck_status. */
+int run_ck_add_replay(ck_state *st, rb *b, const char *group, int level);
 
 /* Console + train.log. */
 void run_printf(run_ctx *r, const char *fmt, ...) CFG_PRINTF(2, 3);
