@@ -20,5 +20,6 @@ typedef struct rlt_algo {
 } rlt_algo;
 
 extern const rlt_algo rlt_algo_kd;
+extern const rlt_algo rlt_algo_sac;
 
 #endif /* RLT_ALGO_H */

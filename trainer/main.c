@@ -35,7 +35,7 @@
 #endif
 #define MAX_SETS 256
 
-static const rlt_algo *const algos[] = {&rlt_algo_kd};
+static const rlt_algo *const algos[] = {&rlt_algo_kd, &rlt_algo_sac};
 static const int nalgos = (int)(sizeof algos / sizeof algos[0]);
 
 static const rlt_algo *find_algo(const char *name) {
