@@ -1,8 +1,11 @@
 /*
- * sac_train.c -- Soft Actor-Critic with automatic temperature tuning for
- * continuous (Box) action spaces, top to bottom (SAC v2: Haarnoja et al.
- * 2018; the update order and the CleanRL/SB3 differences are those of
- * specs/sac_envs.md §1, each difference a recipe key).
+ * sac_train.c -- Soft Actor-Critic with automatic temperature tuning, top to
+ * bottom (SAC v2: Haarnoja et al. 2018; the update order and the CleanRL/SB3
+ * differences are those of specs/sac_envs.md §1, each a recipe key). Box
+ * action spaces get the squashed-Gaussian actor; Discrete ones get CleanRL
+ * sac_atari's variant (§1.6): a categorical actor and critics that output
+ * Q(s, .) for every action, with expectations over the policy in the target,
+ * the actor loss and the temperature loss.
  *
  * One run step = one vector step of num_envs environments:
  *   1. act: uniform random actions before learning_starts, then a sample of
@@ -14,8 +17,9 @@
  *      policy_frequency updates the actor (policy_frequency times, CleanRL's
  *      compensation) and log alpha; Polyak averaging of the target critics
  *      every target_network_frequency updates.
- * Actions are stored and fed to the critics in normalized units [-1, 1]; the
- * environments get them rescaled to their Box bounds.
+ * Box actions are stored and fed to the critics in normalized units [-1, 1];
+ * the environments get them rescaled to their Box bounds. Discrete actions
+ * are stored as float indices.
  *
  * Randomness: one torch generator initialises the networks, another draws
  * warm-up actions, policy noise and replay indices; each environment owns its
@@ -126,6 +130,8 @@ typedef struct sac_job {
     envl_plugin *plugin;
     venv *env;
     int64_t obs_dim, act_dim;
+    int discrete;           /* Discrete action space: act_dim 1, n_actions choices */
+    int64_t n_actions;
     rb *buffer;
     nn_params *P[NET_COUNT];
     nn_mlp body[NET_COUNT]; /* actor: obs -> h -> h (ReLU); critics: obs+act -> h -> h -> 1 */
@@ -140,17 +146,24 @@ typedef struct sac_job {
     uint8_t *env_blob;
     size_t env_blob_size;
     float *obs_prev, *actions_norm, *actions_env; /* host buffers [n*obs_dim], [n*act_dim] x2 */
+    int32_t *actions_int;   /* Discrete: [n] the env's int32 actions */
     int64_t updates;        /* gradient updates done (saved) */
     sac_metrics last_critic, last_actor, last_alpha;
     double last_alpha_value;
 } sac_job;
 
-/* Actor forward: mean and raw log_std heads [B,A] of obs [B,obs_dim]. */
+/* Actor forward: mean and raw log_std heads [B,A] of obs [B,obs_dim]
+ * (Discrete: *mean receives the logits [B,n_actions]; log_std may be NULL). */
 static void sac_actor_forward(rt_scope *S, const sac_job *J, const rt_tensor *obs, rt_tensor **mean,
                               rt_tensor **log_std) {
     rt_tensor *h = nn_mlp_forward(S, &J->body[NET_ACTOR], obs); /* [B,h] */
     *mean = nn_linear_forward(S, &J->mean_head, h);             /* [B,A] */
-    *log_std = nn_linear_forward(S, &J->log_std_head, h);       /* [B,A] */
+    if (log_std) *log_std = J->discrete ? NULL : nn_linear_forward(S, &J->log_std_head, h); /* [B,A] */
+}
+
+/* Discrete: Q(s, .) [B,n_actions] of critic `net`. */
+static rt_tensor *sac_q_all(rt_scope *S, const sac_job *J, int net, const rt_tensor *obs) {
+    return nn_mlp_forward(S, &J->body[net], obs);
 }
 
 /* Q(s, a) [B] of critic `net` for obs [B,obs_dim], actions [B,A] (normalized). */
@@ -176,6 +189,12 @@ static int sac_build_net(sac_job *J, int net, int64_t in, int64_t out_dim, rt_ge
     int64_t w[4] = {in, J->cfg.hidden, J->cfg.hidden, out_dim};
     J->P[net] = nn_params_new();
     if (!J->P[net]) return -1;
+    if (net == NET_ACTOR && J->discrete) {
+        /* body ends at the last hidden layer; a linear head gives the logits */
+        return (nn_mlp_init(&J->body[net], J->P[net], "body", w, 3, NN_ACT_RELU, NN_ACT_RELU, RT_OPTS(RT_F32), g) < 0 ||
+                nn_linear_init(&J->mean_head, J->P[net], "logits", J->cfg.hidden, J->n_actions, 1, RT_OPTS(RT_F32), g) < 0)
+                   ? -1 : 0;
+    }
     if (net == NET_ACTOR) {
         /* body ends at the last hidden layer; two linear heads read it */
         return (nn_mlp_init(&J->body[net], J->P[net], "body", w, 3, NN_ACT_RELU, NN_ACT_RELU, RT_OPTS(RT_F32), g) < 0 ||
@@ -204,6 +223,7 @@ static void sac_job_free(sac_job *J) {
     free(J->obs_prev);
     free(J->actions_norm);
     free(J->actions_env);
+    free(J->actions_int);
 }
 
 /* Environment, buffer, networks, optimizers; registers everything in ck
@@ -221,40 +241,46 @@ static int sac_job_build(sac_job *J, run_ctx *r, ck_state *ck, uint32_t num_envs
     if (venv_create(J->plugin, c->env_config, num_envs, env_seed, 100, &J->env, err, sizeof err) < 0)
         return run_fail(r, RUN_EXIT_USAGE, "env %s: %s", c->env, err);
     const env_space *as = venv_act_space(J->env);
-    if (as->kind != ENV_SPACE_BOX)
-        return run_fail(r, RUN_EXIT_USAGE, "env.name = '%s' has a Discrete action space; this loop is continuous SAC",
-                        c->env);
+    J->discrete = as->kind == ENV_SPACE_DISCRETE;
+    J->n_actions = J->discrete ? as->n : 0;
     J->obs_dim = venv_info(J->env)->obs_dim;
     J->act_dim = venv_info(J->env)->act_dim;
     float lo[64], hi[64];
     if (J->act_dim > 64) return run_fail(r, RUN_EXIT_USAGE, "action dimension %lld > 64", (long long)J->act_dim);
-    for (int64_t i = 0; i < J->act_dim; i++) {
+    if (J->discrete && (J->act_dim != 1 || J->n_actions < 2))
+        return run_fail(r, RUN_EXIT_USAGE, "env %s: a Discrete space needs one action with >= 2 choices", c->env);
+    for (int64_t i = 0; i < J->act_dim && !J->discrete; i++) {
         lo[i] = (float)as->low[i];
         hi[i] = (float)as->high[i];
         if (!isfinite(lo[i]) || !isfinite(hi[i]))
             return run_fail(r, RUN_EXIT_USAGE, "env %s: unbounded action space (dimension %lld)", c->env, (long long)i);
     }
     int64_t ad[1] = {J->act_dim};
-    J->act_low = rt_from_data(NULL, lo, ad, 1, RT_OPTS(RT_F32));
-    J->act_high = rt_from_data(NULL, hi, ad, 1, RT_OPTS(RT_F32));
+    if (!J->discrete) {
+        J->act_low = rt_from_data(NULL, lo, ad, 1, RT_OPTS(RT_F32));
+        J->act_high = rt_from_data(NULL, hi, ad, 1, RT_OPTS(RT_F32));
+    }
 
     /* Losses in the chosen conventions. */
     sac_reference ref = (sac_reference)c->reference;
     J->squash_cfg = sac_config_reference(SAC_PART_SQUASH, ref);
-    J->critic_cfg = sac_config_reference(SAC_PART_CRITIC, ref);
-    J->actor_cfg = sac_config_reference(SAC_PART_ACTOR, ref);
-    J->alpha_cfg = sac_config_reference(SAC_PART_ALPHA, ref);
+    J->critic_cfg = sac_config_reference(J->discrete ? SAC_PART_DISCRETE_CRITIC : SAC_PART_CRITIC, ref);
+    J->actor_cfg = sac_config_reference(J->discrete ? SAC_PART_DISCRETE_ACTOR : SAC_PART_ACTOR, ref);
+    J->alpha_cfg = sac_config_reference(J->discrete ? SAC_PART_DISCRETE_ALPHA : SAC_PART_ALPHA, ref);
     J->critic_cfg.gamma = c->gamma;
-    J->target_entropy = sac_target_entropy(&J->alpha_cfg, J->act_dim, 0);
+    J->target_entropy = J->discrete ? sac_target_entropy(&J->alpha_cfg, J->n_actions, 1)
+                                    : sac_target_entropy(&J->alpha_cfg, J->act_dim, 0);
 
-    /* Networks: all initialised up front from one generator. */
+    /* Networks: all initialised up front from one generator. Continuous
+     * critics read (s, a) and give one value; discrete ones read s and give
+     * one value per action. */
+    int64_t q_in = J->discrete ? J->obs_dim : J->obs_dim + J->act_dim, q_out = J->discrete ? J->n_actions : 1;
     J->init_gen = rt_gen_new((uint64_t)c->run.seed);
     J->gen = rt_gen_new((uint64_t)c->run.seed + 1);
     if (!J->init_gen || !J->gen || sac_build_net(J, NET_ACTOR, J->obs_dim, J->act_dim, J->init_gen) < 0 ||
-        sac_build_net(J, NET_Q1, J->obs_dim + J->act_dim, 1, J->init_gen) < 0 ||
-        sac_build_net(J, NET_Q2, J->obs_dim + J->act_dim, 1, J->init_gen) < 0 ||
-        sac_build_net(J, NET_Q1_TARGET, J->obs_dim + J->act_dim, 1, J->init_gen) < 0 ||
-        sac_build_net(J, NET_Q2_TARGET, J->obs_dim + J->act_dim, 1, J->init_gen) < 0 ||
+        sac_build_net(J, NET_Q1, q_in, q_out, J->init_gen) < 0 || sac_build_net(J, NET_Q2, q_in, q_out, J->init_gen) < 0 ||
+        sac_build_net(J, NET_Q1_TARGET, q_in, q_out, J->init_gen) < 0 ||
+        sac_build_net(J, NET_Q2_TARGET, q_in, q_out, J->init_gen) < 0 ||
         nn_params_copy_(J->P[NET_Q1_TARGET], J->P[NET_Q1]) < 0 || nn_params_copy_(J->P[NET_Q2_TARGET], J->P[NET_Q2]) < 0)
         return run_fail(r, RUN_EXIT_FAIL, "building the networks: %s", rt_last_error());
     nn_params_set_requires_grad(J->P[NET_Q1_TARGET], 0);
@@ -296,9 +322,10 @@ static int sac_job_build(sac_job *J, run_ctx *r, ck_state *ck, uint32_t num_envs
     J->obs_prev = calloc((size_t)(num_envs * J->obs_dim), sizeof(float));
     J->actions_norm = calloc((size_t)(num_envs * J->act_dim), sizeof(float));
     J->actions_env = calloc((size_t)(num_envs * J->act_dim), sizeof(float));
+    J->actions_int = calloc((size_t)num_envs, sizeof(int32_t));
     J->env_blob_size = venv_state_size(J->env);
     J->env_blob = J->env_blob_size ? calloc(1, J->env_blob_size) : NULL;
-    if (!J->buffer || !J->obs_prev || !J->actions_norm || !J->actions_env)
+    if (!J->buffer || !J->obs_prev || !J->actions_norm || !J->actions_env || !J->actions_int)
         return run_fail(r, RUN_EXIT_FAIL, "out of memory for the replay buffer (%lld transitions)", (long long)cap);
     if (venv_reset(J->env) < 0) return run_fail(r, RUN_EXIT_FAIL, "env reset: %s", venv_error(J->env));
 
@@ -341,7 +368,28 @@ static int sac_after_load(run_ctx *r, void *user) {
 
 /* Normalized actions y [n*A] into J->actions_norm and their env rescale into
  * J->actions_env: uniform before learning_starts, else policy samples. */
+static int sac_act_discrete(sac_job *J, rt_scope *S, int64_t env_steps_done) {
+    uint32_t n = venv_buffers(J->env)->n;
+    int64_t shape[1] = {n};
+    rt_tensor *a; /* int64 [n] */
+    if (env_steps_done < J->cfg.learning_starts) {
+        a = rt_randint(S, 0, J->n_actions, shape, 1, J->gen, RT_OPTS(RT_I64));
+    } else {
+        int g = rt_no_grad_begin();
+        int64_t os[2] = {n, J->obs_dim};
+        rt_tensor *logits;
+        sac_actor_forward(S, J, rt_from_data(S, venv_buffers(J->env)->obs, os, 2, RT_OPTS(RT_F32)), &logits, NULL);
+        a = rt_squeeze(S, rt_multinomial(S, rt_softmax(S, logits, 1), 1, 1, J->gen), 1); /* [n] */
+        rt_grad_mode_restore(g);
+    }
+    if (rt_to_data(a, RT_I32, J->actions_int, (size_t)n * sizeof(int32_t)) < 0 ||
+        rt_to_data(a, RT_F32, J->actions_norm, (size_t)n * sizeof(float)) < 0)
+        return -1;
+    return 0;
+}
+
 static int sac_act(sac_job *J, rt_scope *S, int64_t env_steps_done) {
+    if (J->discrete) return sac_act_discrete(J, S, env_steps_done);
     uint32_t n = venv_buffers(J->env)->n;
     int64_t shape[2] = {n, J->act_dim};
     rt_tensor *y;
@@ -365,6 +413,59 @@ static int sac_act(sac_job *J, rt_scope *S, int64_t env_steps_done) {
     return 0;
 }
 
+/* The discrete update (CleanRL sac_atari): critic against the policy's
+ * expectation at s', actor and temperature from the full distribution. Same
+ * return convention as sac_update. */
+static int sac_update_discrete(sac_job *J, rt_scope *S, const rb_batch *b, double alpha) {
+    const sac_train_cfg *c = &J->cfg;
+    int g = rt_no_grad_begin();
+    rt_tensor *next_logits;
+    sac_actor_forward(S, J, b->next_observations, &next_logits, NULL);
+    rt_tensor *q1n = sac_q_all(S, J, NET_Q1_TARGET, b->next_observations); /* [B,A] */
+    rt_tensor *q2n = sac_q_all(S, J, NET_Q2_TARGET, b->next_observations); /* [B,A] */
+    rt_grad_mode_restore(g);
+    rt_tensor *acts = rt_to_dtype(S, rt_squeeze(S, b->actions, 1), RT_I64); /* [B] */
+    sac_config cc = J->critic_cfg;
+    cc.alpha = alpha;
+    sac_discrete_critic_inputs ci = {sac_q_all(S, J, NET_Q1, b->observations), sac_q_all(S, J, NET_Q2, b->observations),
+                                     acts, q1n, q2n, next_logits, b->rewards, b->dones};
+    rt_tensor *qloss = sac_discrete_critic_loss(S, &cc, &ci, &J->last_critic, NULL);
+    if (qloss && !isfinite(rt_item(qloss))) return 1;
+    if (!qloss || rt_optim_zero_grad(J->opt_q) < 0 || rt_backward(qloss) < 0 || rt_optim_step(J->opt_q) < 0) return -1;
+    J->updates++;
+    if (J->updates % c->policy_frequency == 0) {
+        for (int64_t k = 0; k < c->policy_frequency; k++) {
+            rt_tensor *logits;
+            sac_actor_forward(S, J, b->observations, &logits, NULL);
+            int g2 = rt_no_grad_begin();
+            rt_tensor *q1 = sac_q_all(S, J, NET_Q1, b->observations), *q2 = sac_q_all(S, J, NET_Q2, b->observations);
+            rt_grad_mode_restore(g2);
+            sac_config ac = J->actor_cfg;
+            ac.alpha = alpha;
+            sac_discrete_actor_inputs ai = {logits, q1, q2};
+            rt_tensor *aloss = sac_discrete_actor_loss(S, &ac, &ai, &J->last_actor);
+            if (!aloss || rt_optim_zero_grad(J->opt_actor) < 0 || rt_backward(aloss) < 0 || rt_optim_step(J->opt_actor) < 0)
+                return -1;
+            if (c->autotune) {
+                sac_config lc = J->alpha_cfg;
+                lc.target_entropy = J->target_entropy;
+                sac_discrete_alpha_inputs li = {J->log_alpha, rt_detach(S, logits)};
+                rt_tensor *lloss = sac_discrete_alpha_loss(S, &lc, &li, &J->last_alpha);
+                if (!lloss || rt_optim_zero_grad(J->opt_alpha) < 0 || rt_backward(lloss) < 0 ||
+                    rt_optim_step(J->opt_alpha) < 0)
+                    return -1;
+                alpha = exp(rt_item(J->log_alpha));
+            }
+        }
+    }
+    if (J->updates % c->target_network_frequency == 0 &&
+        (nn_params_lerp_(J->P[NET_Q1_TARGET], J->P[NET_Q1], c->tau) < 0 ||
+         nn_params_lerp_(J->P[NET_Q2_TARGET], J->P[NET_Q2], c->tau) < 0))
+        return -1;
+    J->last_alpha_value = alpha;
+    return 0;
+}
+
 /* One gradient update (critics; actor and alpha when due; targets when due).
  * Returns 0, 1 when the critic loss is not finite (nothing was stepped: the
  * caller applies the run's non-finite policy), or -1 on an error. */
@@ -374,6 +475,7 @@ static int sac_update(sac_job *J, rt_scope *S) {
     if (rb_sample(J->buffer, S, c->batch_size, J->gen, &b) != RT_OK) return -1;
     double alpha = exp(rt_item(J->log_alpha));
     if (!c->autotune) alpha = c->alpha;
+    if (J->discrete) return sac_update_discrete(J, S, &b, alpha);
 
     /* Critics: y = r + gamma (1 - terminated)(min Q'(s', a') - alpha log pi(a'|s')). */
     int g = rt_no_grad_begin();
@@ -471,7 +573,7 @@ static int sac_train(const run_args *args) {
             run_fail(&R, RUN_EXIT_FAIL, "step %lld acting: %s", (long long)R.step, rt_last_error());
             break;
         }
-        if (venv_step(J.env, J.actions_env) < 0) {
+        if (venv_step(J.env, J.discrete ? (const void *)J.actions_int : (const void *)J.actions_env) < 0) {
             run_fail(&R, RUN_EXIT_FAIL, "step %lld: %s", (long long)R.step, venv_error(J.env));
             break;
         }
@@ -583,6 +685,17 @@ static int sac_eval(const char *ckpt_path, const char *const *sets, int nsets) {
     while (returns && done < J.cfg.eval_episodes) {
         rt_tensor *mean, *log_std;
         sac_actor_forward(S, &J, rt_from_data(S, vb->obs, os, 2, RT_OPTS(RT_F32)), &mean, &log_std);
+        if (J.discrete) { /* the most likely action */
+            if (rt_to_data(rt_argmax(S, mean, 1, 0), RT_I32, J.actions_int, sizeof(int32_t)) < 0 ||
+                venv_step(J.env, J.actions_int) < 0) {
+                fprintf(stderr, "error: %s\n", rt_last_error());
+                code = RUN_EXIT_FAIL;
+                break;
+            }
+            if (vb->ended[0]) returns[done++] = vb->ep_return[0];
+            rt_scope_reset(S);
+            continue;
+        }
         rt_tensor *y = rt_tanh(S, mean);
         rt_tensor *scale = rt_mul_scalar(S, rt_sub(S, J.act_high, J.act_low), 0.5);
         rt_tensor *a_env = rt_add(S, J.act_low, rt_mul(S, rt_add_scalar(S, y, 1.0), scale));
@@ -612,6 +725,6 @@ out:
 }
 
 const rlt_algo rlt_algo_sac = {
-    "sac", "soft actor-critic with automatic temperature on an environment plugin (continuous actions)",
+    "sac", "soft actor-critic with automatic temperature on an environment plugin (Box or Discrete actions)",
     &sac_train_schema, sac_train, sac_eval,
 };
