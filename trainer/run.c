@@ -206,6 +206,7 @@ int run_open(run_ctx *r, const run_args *args, const cfg_schema *schema, void *c
                         "or [run] name.",
                         r->dir, found);
     }
+    r->created_dir = !run_file_exists(r->dir);
     if (run_mkdirs(r->ckpt_dir, err, sizeof err) < 0) {
         return run_fail(r, RUN_EXIT_FAIL, "%s", err);
     }
@@ -465,6 +466,18 @@ int run_close(run_ctx *r) {
     ck_state_free(r->ck);
     free(r->config_text);
     if (r->log) fclose(r->log);
+    /* A job refused for its input (unknown plugin, bad data path, ...) before
+     * it trained anything leaves no run directory behind, like a config
+     * error caught before run_open made one. */
+    if (r->exit_code == RUN_EXIT_USAGE && r->created_dir && !opened && r->last_saved_step < 0) {
+        char path[PATH_MAX + 32];
+        const char *files[] = {"config.ini", "train.log"};
+        for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+            if (run_fmt(path, sizeof path, "%s/%s", r->dir, files[i]) == 0) unlink(path);
+        }
+        rmdir(r->ckpt_dir);
+        rmdir(r->dir);
+    }
     r->rec = NULL;
     r->ck = NULL;
     r->config_text = NULL;

@@ -133,6 +133,8 @@ struct run_ctx {
     double t_start, t_last_log;
     int64_t step_at_last_log;
     int exit_code;             /* what run_close returns unless an error overrides */
+    bool created_dir;          /* run_open made r->dir: a usage error before any
+                                  step removes it again (nothing is left behind) */
     /* Optional hooks for state that must be packed before a save (sampler
      * states) or unpacked / recomputed after a load. Return 0 or -1 (with a
      * message printed through run_fail). */

@@ -620,8 +620,12 @@ static int sac_train(const run_args *args) {
         size_t k = venv_recent(J.env, 10, ret, NULL);
         double mean = 0;
         for (size_t i = 0; i < k; i++) mean += ret[i] / (double)k;
-        run_printf(&R, "last %zu episodes: mean return %.1f (%lld episodes, %lld updates)", k, mean,
-                   (long long)venv_get_stats(J.env).episodes, (long long)J.updates);
+        if (k > 0)
+            run_printf(&R, "last %zu episodes: mean return %.1f (%lld episodes, %lld updates)", k, mean,
+                       (long long)venv_get_stats(J.env).episodes, (long long)J.updates);
+        else
+            run_printf(&R, "no episode finished in %lld environment steps (%lld updates)",
+                       (long long)(R.step * J.cfg.num_envs), (long long)J.updates);
     }
 out:
     rt_scope_free(S);
