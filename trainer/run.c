@@ -341,6 +341,33 @@ int run_resume(run_ctx *r) {
     return 0;
 }
 
+int run_eval_config(const cfg_schema *schema, void *cfg, run_common *common, const char *ckpt_path,
+                    const char *const *sets, int nsets, int64_t *step) {
+    char err[8192];
+    ck_meta meta;
+    if (ck_read_meta(ckpt_path, &meta, err, sizeof err) < 0) {
+        fprintf(stderr, "error: %s\n", err);
+        return RUN_EXIT_USAGE;
+    }
+    cfg_errors cerr;
+    cfg_errors_clear(&cerr);
+    int rc = cfg_defaults(schema, cfg, &cerr);
+    if (rc == 0) rc = cfg_read_string(schema, cfg, meta.loaded_config ? meta.loaded_config : "", ckpt_path, &cerr);
+    for (int i = 0; rc == 0 && i < nsets; i++) rc = cfg_set(schema, cfg, sets[i], &cerr);
+    if (rc == 0) rc = cfg_validate(schema, cfg, &cerr);
+    if (step) *step = meta.step;
+    ck_meta_release(&meta);
+    if (rc < 0) {
+        cfg_errors_print(&cerr, stderr, "error: ");
+        return RUN_EXIT_USAGE;
+    }
+    if (rt_set_num_threads(common->threads) < 0) {
+        fprintf(stderr, "error: %s\n", rt_last_error());
+        return RUN_EXIT_USAGE;
+    }
+    return 0;
+}
+
 int run_ck_add_replay(ck_state *st, rb *b, const char *group, int level) {
     if (!st || !b || !group) return CK_EINVAL;
     rt_tensor *const tensors[RB_NTENSORS] = {b->observations, b->next_observations, b->actions,

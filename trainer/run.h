@@ -166,6 +166,14 @@ int run_resume(run_ctx *r);
  * anything is overwritten; call rb_validate after it. Returns a ck_status. */
 int run_ck_add_replay(ck_state *st, rb *b, const char *group, int level);
 
+/* For `rlt eval`: the config a checkpoint was trained with (its
+ * /config/resolved text read into schema's struct), then the --set
+ * overrides; applies the thread count of common (which points into cfg).
+ * *step (may be NULL) receives the checkpoint's step. Errors are printed;
+ * returns 0 or RUN_EXIT_USAGE. */
+int run_eval_config(const cfg_schema *schema, void *cfg, run_common *common, const char *ckpt_path,
+                    const char *const *sets, int nsets, int64_t *step);
+
 /* Console + train.log. */
 void run_printf(run_ctx *r, const char *fmt, ...) CFG_PRINTF(2, 3);
 void run_warn(run_ctx *r, const char *fmt, ...) CFG_PRINTF(2, 3);

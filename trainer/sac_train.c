@@ -641,22 +641,8 @@ static int sac_eval(const char *ckpt_path, const char *const *sets, int nsets) {
     memset(&J, 0, sizeof J);
     char err[8192];
     ck_meta meta;
-    if (ck_read_meta(ckpt_path, &meta, err, sizeof err) < 0) {
-        fprintf(stderr, "error: %s\n", err);
-        return RUN_EXIT_USAGE;
-    }
-    cfg_errors cerr;
-    cfg_errors_clear(&cerr);
-    int rc = cfg_defaults(&sac_train_schema, &J.cfg, &cerr);
-    if (rc == 0) rc = cfg_read_string(&sac_train_schema, &J.cfg, meta.loaded_config ? meta.loaded_config : "", ckpt_path, &cerr);
-    for (int i = 0; rc == 0 && i < nsets; i++) rc = cfg_set(&sac_train_schema, &J.cfg, sets[i], &cerr);
-    int64_t step = meta.step;
-    ck_meta_release(&meta);
-    if (rc < 0) {
-        cfg_errors_print(&cerr, stderr, "error: ");
-        return RUN_EXIT_USAGE;
-    }
-    rt_set_num_threads(J.cfg.run.threads);
+    int64_t step = 0;
+    if (run_eval_config(&sac_train_schema, &J.cfg, &J.cfg.run, ckpt_path, sets, nsets, &step) != 0) return RUN_EXIT_USAGE;
     /* Build like training (same shapes), load the networks only. */
     ck_state *ck = ck_state_new();
     int code = RUN_EXIT_OK;
