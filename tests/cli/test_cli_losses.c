@@ -19,23 +19,21 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <criterion/criterion.h>
+
+#include "cli_util.h"
 
 #ifndef RLT_BIN
 #error "RLT_BIN (path of the rlt executable) must be defined by the build"
 #endif
 
-#define PYTHON "/usr/bin/python3"
 #define TOL 1e-6
 
 /* cr_expect that also counts the failure in *fails (the sandbox of a failing
@@ -51,86 +49,37 @@
 /* Processes                                                                 */
 /* ------------------------------------------------------------------------ */
 
-/* Reads a whole file, NUL-terminated (NULL when unreadable). */
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    size_t got;
-    while (buf && (got = fread(buf + n, 1, cap - n - 1, f)) > 0) {
-        n += got;
-        if (cap - n < 2) {
-            char *grown = realloc(buf, cap *= 2);
-            if (!grown) free(buf);
-            buf = grown;
-        }
-    }
-    fclose(f);
-    if (buf) buf[n] = '\0';
-    return buf;
-}
-
-/* A finished process: exit code (128+N when killed by signal N), captured
- * stdout and stderr. */
-typedef struct proc {
-    int code;
-    char *out, *err;
-} proc;
-
-static void proc_free(proc *p) {
-    free(p->out);
-    free(p->err);
-}
-
 /* Runs argv (argv[0] an absolute path) with stdout/stderr captured to
  * <dir>/<tag>.out and .err. */
-static proc spawn(const char *dir, const char *tag, char *const argv[]) {
+static cu_proc spawn(const char *dir, const char *tag, const char *const argv[]) {
     char out_path[512], err_path[512];
     snprintf(out_path, sizeof out_path, "%s/%s.out", dir, tag);
     snprintf(err_path, sizeof err_path, "%s/%s.err", dir, tag);
-    fflush(NULL);
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        int fo = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        int fe = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fo < 0 || fe < 0 || dup2(fo, 1) < 0 || dup2(fe, 2) < 0) _exit(126);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0) cr_assert_eq(errno, EINTR, "waitpid: %s", strerror(errno));
-    proc p = {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), slurp(out_path), slurp(err_path)};
-    cr_assert(p.out && p.err, "cannot read %s / %s", out_path, err_path);
-    return p;
+    return cu_capture(argv, out_path, err_path);
 }
 
 /* Runs a python3 script (text) with the sandbox as argv[1]; asserts exit 0. */
-static proc python(const char *dir, const char *tag, const char *script) {
+static cu_proc python(const char *dir, const char *tag, const char *script) {
     char path[512];
     snprintf(path, sizeof path, "%s/%s.py", dir, tag);
-    FILE *f = fopen(path, "w");
-    cr_assert_not_null(f, "cannot write %s: %s", path, strerror(errno));
-    fputs(script, f);
-    fclose(f);
-    char *argv[] = {PYTHON, path, (char *)dir, NULL};
-    proc p = spawn(dir, tag, argv);
-    cr_assert_eq(p.code, 0, "%s %s failed (%d):\n%s", PYTHON, path, p.code, p.err);
+    cr_assert_eq(cu_write_text(path, script), 0, "cannot write %s: %s", path, strerror(errno));
+    const char *argv[] = {CU_PYTHON, path, dir, NULL};
+    cu_proc p = spawn(dir, tag, argv);
+    cr_assert_eq(p.code, 0, "%s %s failed (%d):\n%s", CU_PYTHON, path, p.code, p.err);
     return p;
 }
 
 /* `rlt loss NAME --in <dir>/<in>.h5 --out <dir>/<out>.h5 --set ...`; sets is
  * NULL-terminated. */
-static proc rlt_loss(const char *dir, const char *name, const char *in, const char *out, const char *const *sets) {
+static cu_proc rlt_loss(const char *dir, const char *name, const char *in, const char *out, const char *const *sets) {
     char in_path[512], out_path[512];
     snprintf(in_path, sizeof in_path, "%s/%s.h5", dir, in);
     snprintf(out_path, sizeof out_path, "%s/%s.h5", dir, out);
-    char *argv[32] = {RLT_BIN, "loss", (char *)name, "--in", in_path, "--out", out_path};
+    const char *argv[32] = {RLT_BIN, "loss", name, "--in", in_path, "--out", out_path};
     int n = 7;
     for (int i = 0; sets && sets[i] && n < 29; i++) {
         argv[n++] = "--set";
-        argv[n++] = (char *)sets[i];
+        argv[n++] = sets[i];
     }
     argv[n] = NULL;
     return spawn(dir, out, argv);
@@ -287,29 +236,18 @@ static int metric_count(const dump *t, const char *file) {
 }
 
 static void make_sandbox(char *dir, size_t cap) {
-    snprintf(dir, cap, "/tmp/rlt_cli_losses_XXXXXX");
-    cr_assert_not_null(mkdtemp(dir), "mkdtemp: %s", strerror(errno));
-    proc p = python(dir, "inputs", INPUTS_PY);
-    proc_free(&p);
+    cu_mkdtemp(dir, cap, "/tmp/rlt_cli_losses_XXXXXX");
+    cu_proc p = python(dir, "inputs", INPUTS_PY);
+    cu_proc_free(&p);
 }
 
-/* Removes the (flat) sandbox when the test passed; reports it otherwise. */
+/* Removes the sandbox when the test passed; reports it otherwise. */
 static void end_sandbox(const char *dir, int failures) {
     if (failures) {
         cr_log_warn("%d checks failed; inputs and outputs kept in %s", failures, dir);
         return;
     }
-    DIR *dp = opendir(dir);
-    if (!dp) return;
-    struct dirent *e;
-    char path[600];
-    while ((e = readdir(dp)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        remove(path);
-    }
-    closedir(dp);
-    rmdir(dir);
+    cu_rm_rf(dir);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -349,17 +287,17 @@ Test(cli_losses, worked_examples, .timeout = 400) {
     make_sandbox(dir, sizeof dir);
 
     for (int r = 0; r < NRUNS; r++) {
-        proc p = rlt_loss(dir, RUNS[r].loss, RUNS[r].in, RUNS[r].out, RUNS[r].sets);
+        cu_proc p = rlt_loss(dir, RUNS[r].loss, RUNS[r].in, RUNS[r].out, RUNS[r].sets);
         char head[64];
         snprintf(head, sizeof head, "%s: loss ", RUNS[r].loss);
         CHECK(&t->failures, p.code == 0, "rlt loss %s (%s, %s) exited %d in %s:\n%s", RUNS[r].loss, RUNS[r].in,
                      RUNS[r].sets[0] ? RUNS[r].sets[0] : "defaults", p.code, dir, p.err);
         CHECK(&t->failures, strstr(p.out, head) != NULL, "rlt loss %s printed:\n%s", RUNS[r].loss, p.out);
-        proc_free(&p);
+        cu_proc_free(&p);
     }
-    proc d = python(dir, "dump", DUMP_PY);
+    cu_proc d = python(dir, "dump", DUMP_PY);
     dump_parse(t, d.out);
-    proc_free(&d);
+    cu_proc_free(&d);
     for (int r = 0; r < NRUNS; r++) {
         expect_shape(t, RUNS[r].out, "/loss", "");
         CHECK(&t->failures, metric_count(t, RUNS[r].out) > 0, "%s.h5 has no /metrics", RUNS[r].out);
@@ -550,7 +488,7 @@ Test(cli_losses, usage_errors, .timeout = 300) {
     make_sandbox(dir, sizeof dir);
     for (int r = 0; r < NERRORS; r++) {
         const error_run *e = &ERRORS[r];
-        proc p = rlt_loss(dir, e->loss, e->in, e->tag, e->sets);
+        cu_proc p = rlt_loss(dir, e->loss, e->in, e->tag, e->sets);
         CHECK(&fails, p.code == 2, "%s: rlt loss %s exited %d, expected 2; stderr:\n%s", e->tag, e->loss, p.code, p.err);
         for (int i = 0; i < 3 && e->says[i]; i++)
             CHECK(&fails, strstr(p.err, e->says[i]) != NULL, "%s: rlt loss %s: stderr lacks \"%s\":\n%s", e->tag,
@@ -558,7 +496,7 @@ Test(cli_losses, usage_errors, .timeout = 300) {
         char out[600];
         snprintf(out, sizeof out, "%s/%s.h5", dir, e->tag);
         CHECK(&fails, access(out, F_OK) != 0, "%s: a failed run left %s", e->tag, out);
-        proc_free(&p);
+        cu_proc_free(&p);
     }
     end_sandbox(dir, fails);
 }

@@ -24,33 +24,25 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
 #include <criterion/criterion.h>
+
+#include "cli_util.h"
 
 #ifndef RLT_BIN
 #error "RLT_BIN (path of the rlt executable) must be defined by the build"
 #endif
 
-extern char **environ;
-
-#define PYTHON "/usr/bin/python3"
-#define H5DIFF "/usr/bin/h5diff"
 #define RECIPE RLT_SOURCE_DIR "/runs/sac-pendulum.ini"
 #define PLUGIN_DIR RLT_BINARY_DIR "/envs"
-#define MAX_ARGS 64
 
 /* Pendulum-v1: reward per step in [-(pi^2 + 0.1*8^2 + 0.001*2^2), 0]. */
 #define PENDULUM_MIN_REWARD (-16.2736044)
@@ -59,180 +51,11 @@ extern char **environ;
 /* Sandbox and processes                                                     */
 /* ------------------------------------------------------------------------ */
 
-typedef struct sandbox {
-    char dir[128];
-    int calls; /* numbers the captured output files */
-} sandbox;
-
-/* A finished process: exit code (128+N when killed by signal N) and its
- * captured output, NUL-terminated. */
-typedef struct proc {
-    int code;
-    char *out;
-    char *err;
-} proc;
-
-static void sb_open(sandbox *sb) {
+/* A sandbox under /tmp (see cli_util.h). RLT_ENV_PATH is unset so that only
+ * the build's plugin folder (and --env-path) is searched. */
+static void sb_open(cu_sandbox *sb) {
     unsetenv("RLT_ENV_PATH");
-    snprintf(sb->dir, sizeof sb->dir, "/tmp/rlt-cli-sac-XXXXXX");
-    cr_assert_not_null(mkdtemp(sb->dir), "mkdtemp: %s", strerror(errno));
-    sb->calls = 0;
-}
-
-static const char *sb_path(const sandbox *sb, char *buf, size_t cap, const char *name) {
-    int n = snprintf(buf, cap, "%s/%s", sb->dir, name);
-    cr_assert(n > 0 && (size_t)n < cap, "path too long: %s/%s", sb->dir, name);
-    return buf;
-}
-
-/* Whole file as a NUL-terminated string (NULL if it cannot be read). */
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        size_t got = fread(buf + n, 1, cap - n - 1, f);
-        n += got;
-        if (got == 0) break;
-        if (cap - n - 1 == 0) {
-            char *bigger = realloc(buf, cap * 2);
-            if (!bigger) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = bigger;
-            cap *= 2;
-        }
-    }
-    fclose(f);
-    if (buf) buf[n] = '\0';
-    return buf;
-}
-
-static int write_text(const char *path, const char *text) {
-    FILE *f = fopen(path, "w");
-    if (!f) return -1;
-    int ok = fputs(text, f) >= 0;
-    return (fclose(f) == 0 && ok) ? 0 : -1;
-}
-
-static int file_exists(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0;
-}
-
-/* Starts argv with stdin from /dev/null, stdout/stderr to the given files,
- * default SIGINT/SIGTERM dispositions and an empty signal mask (a runner
- * started in the background may ignore SIGINT). */
-static pid_t spawn_to(const char *const *argv, const char *out_path, const char *err_path) {
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t at;
-    sigset_t def, none;
-    sigemptyset(&def);
-    sigaddset(&def, SIGINT);
-    sigaddset(&def, SIGTERM);
-    sigemptyset(&none);
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 1, out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_addopen(&fa, 2, err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawnattr_init(&at);
-    posix_spawnattr_setsigdefault(&at, &def);
-    posix_spawnattr_setsigmask(&at, &none);
-    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
-    pid_t pid = -1;
-    int rc = posix_spawn(&pid, argv[0], &fa, &at, (char *const *)argv, environ);
-    posix_spawnattr_destroy(&at);
-    posix_spawn_file_actions_destroy(&fa);
-    cr_assert_eq(rc, 0, "posix_spawn %s: %s", argv[0], strerror(rc));
-    return pid;
-}
-
-static int wait_code(pid_t pid) {
-    int st;
-    while (waitpid(pid, &st, 0) < 0)
-        if (errno != EINTR) return -1;
-    if (WIFEXITED(st)) return WEXITSTATUS(st);
-    if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
-    return -1;
-}
-
-static void sb_next_outputs(sandbox *sb, char *out, char *err, size_t cap) {
-    char name[32];
-    sb->calls++;
-    snprintf(name, sizeof name, "out.%03d", sb->calls);
-    sb_path(sb, out, cap, name);
-    snprintf(name, sizeof name, "err.%03d", sb->calls);
-    sb_path(sb, err, cap, name);
-}
-
-static proc run_argv(sandbox *sb, const char *const *argv) {
-    char out[256], err[256];
-    sb_next_outputs(sb, out, err, sizeof out);
-    proc p;
-    p.code = wait_code(spawn_to(argv, out, err));
-    p.out = slurp(out);
-    p.err = slurp(err);
-    cr_assert(p.out && p.err, "cannot read the output of %s", argv[0]);
-    return p;
-}
-
-static void proc_free(proc *p) {
-    free(p->out);
-    free(p->err);
-    p->out = p->err = NULL;
-}
-
-typedef struct argvec {
-    const char *v[MAX_ARGS + 1];
-    int n;
-} argvec;
-
-static void av_add(argvec *a, const char *s) {
-    cr_assert_lt(a->n, MAX_ARGS, "too many arguments");
-    a->v[a->n++] = s;
-    a->v[a->n] = NULL;
-}
-
-static void av_addv(argvec *a, va_list ap) {
-    for (const char *s = va_arg(ap, const char *); s; s = va_arg(ap, const char *)) av_add(a, s);
-}
-
-/* run(sb, "prog", "arg", ..., NULL) */
-static proc run(sandbox *sb, const char *prog, ...) {
-    argvec a = {.n = 0};
-    av_add(&a, prog);
-    va_list ap;
-    va_start(ap, prog);
-    av_addv(&a, ap);
-    va_end(ap);
-    return run_argv(sb, a.v);
-}
-
-/* py(sb, "script", "arg", ..., NULL): /usr/bin/python3 -c script args... */
-static proc py(sandbox *sb, const char *script, ...) {
-    argvec a = {.n = 0};
-    av_add(&a, PYTHON);
-    av_add(&a, "-c");
-    av_add(&a, script);
-    va_list ap;
-    va_start(ap, script);
-    av_addv(&a, ap);
-    va_end(ap);
-    return run_argv(sb, a.v);
-}
-
-static void rm_rf(const sandbox *sb) {
-    const char *argv[] = {"/bin/rm", "-rf", sb->dir, NULL};
-    wait_code(spawn_to(argv, "/dev/null", "/dev/null"));
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    cu_sb_open(sb, "/tmp/rlt-cli-sac-XXXXXX");
 }
 
 /* ------------------------------------------------------------------------ */
@@ -246,43 +69,11 @@ static const char *const tiny_sets[] = {"sac.hidden=32", "sac.total_steps=300", 
 #define TINY_TOTAL 300
 #define TINY_LINES (TINY_TOTAL / 50)
 
-/* rlt train RECIPE --run-dir DIR <tiny sets> <extra...> */
-static void av_train(argvec *a, const char *run_dir) {
-    av_add(a, RLT_BIN);
-    av_add(a, "train");
-    av_add(a, RECIPE);
-    av_add(a, "--run-dir");
-    av_add(a, run_dir);
-    for (size_t i = 0; i < sizeof tiny_sets / sizeof tiny_sets[0]; i++) {
-        av_add(a, "--set");
-        av_add(a, tiny_sets[i]);
-    }
-}
-
-static proc train_tiny(sandbox *sb, const char *run_dir, ...) {
-    argvec a = {.n = 0};
-    av_train(&a, run_dir);
-    va_list ap;
-    va_start(ap, run_dir);
-    av_addv(&a, ap);
-    va_end(ap);
-    return run_argv(sb, a.v);
-}
+/* rlt train RECIPE --run-dir DIR <tiny sets> [extra...] */
+static const cu_job TINY = {RLT_BIN, RECIPE, tiny_sets, sizeof tiny_sets / sizeof tiny_sets[0]};
 
 static void ckpt_path(char *buf, size_t cap, const char *run_dir, long long step) {
     snprintf(buf, cap, "%s/checkpoints/step_%08lld.h5", run_dir, step);
-}
-
-/* "step_XXXXXXXX.h5" that checkpoints/latest names ("" if unreadable). */
-static void read_latest(const char *run_dir, char *name, size_t cap) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/checkpoints/latest", run_dir);
-    char *text = slurp(path);
-    name[0] = '\0';
-    if (!text) return;
-    size_t n = strcspn(text, "\r\n");
-    snprintf(name, cap, "%.*s", (int)(n < cap ? n : cap - 1), text);
-    free(text);
 }
 
 /* The value after "key=" in a line of key=value tokens (NAN if absent). */
@@ -329,20 +120,6 @@ static const char *const PY_SAC_METRICS =
     "    d=dict(o); g=lambda k: d.get(k,float('nan'))\n"
     "    print('%d %.17g %.17g %.17g %.17g %.17g' % (s, g('charts/episodic_return'), g('charts/episodic_length'),\n"
     "          g('losses/qf_loss'), g('losses/alpha'), g('charts/episodes')))\n";
-
-/* Two metrics.jsonl files equal once the perf/ keys (timings) are dropped:
- * exit 0, else exit 1 and the first differing line. */
-static const char *const PY_METRICS_EQUAL =
-    "import json,sys\n"
-    "def load(p):\n"
-    "    return [{k:v for k,v in json.loads(l).items() if not k.startswith('perf/')} for l in open(p)]\n"
-    "a=load(sys.argv[1]); b=load(sys.argv[2])\n"
-    "for i,(x,y) in enumerate(zip(a,b)):\n"
-    "    if x!=y:\n"
-    "        print('line %d differs: %s | %s' % (i+1, x, y)); sys.exit(1)\n"
-    "if len(a)!=len(b):\n"
-    "    print('%d lines vs %d' % (len(a), len(b))); sys.exit(1)\n"
-    "print('equal %d lines' % len(a))\n";
 
 /* A SAC checkpoint as one line of " key=value" tokens: root attributes, the
  * replay buffer's shape and cursor, the groups that are missing, and what
@@ -440,30 +217,14 @@ static const char *const PY_DISCRETE_CKPT =
 
 /* Two checkpoints hold the same state, bit for bit (h5diff exits 0 when
  * identical, 1 when different). */
-static void assert_same_state(sandbox *sb, const char *a, const char *b) {
-    const char *groups[] = {"/model", "/optim", "/rng", "/replay", "/algo"};
-    for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
-        proc d = run(sb, H5DIFF, "-q", a, b, groups[i], groups[i], NULL);
-        cr_assert_eq(d.code, 0, "h5diff -q %s %s %s: exit %d (0 = identical)\n%s%s", a, b, groups[i], d.code, d.out,
-                     d.err);
-        proc_free(&d);
-    }
-}
-
-static void assert_metrics_equal(sandbox *sb, const char *dir_a, const char *dir_b, int lines) {
-    char pa[512], pb[512], want[32];
-    snprintf(pa, sizeof pa, "%s/metrics.jsonl", dir_a);
-    snprintf(pb, sizeof pb, "%s/metrics.jsonl", dir_b);
-    proc me = py(sb, PY_METRICS_EQUAL, pa, pb, NULL);
-    cr_assert_eq(me.code, 0, "metrics of %s and %s differ: %s%s", dir_a, dir_b, me.out, me.err);
-    snprintf(want, sizeof want, "equal %d lines", lines);
-    cr_assert(strstr(me.out, want), "metrics of %s and %s: %s (want %s)", dir_a, dir_b, me.out, want);
-    proc_free(&me);
+static void assert_same_state(cu_sandbox *sb, const char *a, const char *b) {
+    const char *const groups[] = {"/model", "/optim", "/rng", "/replay", "/algo", NULL};
+    cu_assert_h5_same(sb, a, b, groups);
 }
 
 /* The checkpoint summary of PY_SAC_CKPT (caller frees). */
-static char *ckpt_summary(sandbox *sb, const char *path) {
-    proc c = py(sb, PY_SAC_CKPT, path, NULL);
+static char *ckpt_summary(cu_sandbox *sb, const char *path) {
+    cu_proc c = cu_py(sb, PY_SAC_CKPT, path, NULL);
     cr_assert_eq(c.code, 0, "h5py summary of %s: %s", path, c.err);
     free(c.err);
     return c.out;
@@ -486,13 +247,13 @@ static void final_line(const char *out, char *buf, size_t cap) {
 /* ------------------------------------------------------------------------ */
 
 Test(cli_sac, train_eval_inspect_resume, .timeout = 600) {
-    sandbox sb;
+    cu_sandbox sb;
     sb_open(&sb);
     char A[256], a_ckpt[512], name[64], path[512], last_a[256], last_b[256];
-    sb_path(&sb, A, sizeof A, "A");
+    cu_sb_path(&sb, A, sizeof A, "A");
 
     /* A: straight to the end */
-    proc t = train_tiny(&sb, A, NULL);
+    cu_proc t = cu_train(&sb, &TINY, A, NULL);
     cr_assert_eq(t.code, 0, "[%s] rlt train exit %d\nstdout: %s\nstderr: %s", sb.dir, t.code, t.out, t.err);
     cr_assert(strstr(t.out, "plan: 300 vector steps of 1 Pendulum-v1 env(s), learning from env step 50, "
                             "target entropy -1.000"),
@@ -507,7 +268,7 @@ Test(cli_sac, train_eval_inspect_resume, .timeout = 600) {
     /* metrics.jsonl: a line every 50 steps; the return once the first
      * episode ended (200 steps, the time limit); losses once updates ran
      * (the first at env step 51) */
-    proc m = py(&sb, PY_SAC_METRICS, sb_path(&sb, path, sizeof path, "A/metrics.jsonl"), NULL);
+    cu_proc m = cu_py(&sb, PY_SAC_METRICS, cu_sb_path(&sb, path, sizeof path, "A/metrics.jsonl"), NULL);
     cr_assert_eq(m.code, 0, "metrics.jsonl check failed: %s", m.err);
     const char *line = m.out;
     double alpha_300 = NAN;
@@ -536,12 +297,12 @@ Test(cli_sac, train_eval_inspect_resume, .timeout = 600) {
         line++;
     }
     cr_assert_eq(*line, '\0', "metrics.jsonl has more than %d lines:\n%s", TINY_LINES, m.out);
-    proc_free(&m);
+    cu_proc_free(&m);
 
     /* the checkpoint: latest, root attributes, a full replay buffer of the
      * 300 transitions (capacity min(buffer_size, total_steps) = 300), every
      * network, optimizer, log alpha, the generators and the env state */
-    read_latest(A, name, sizeof name);
+    cu_read_latest(A, name, sizeof name);
     cr_assert_str_eq(name, "step_00000300.h5", "checkpoints/latest");
     ckpt_path(a_ckpt, sizeof a_ckpt, A, TINY_TOTAL);
     char *s = ckpt_summary(&sb, a_ckpt);
@@ -561,7 +322,7 @@ Test(cli_sac, train_eval_inspect_resume, .timeout = 600) {
     free(s);
 
     /* eval RUN_DIR: 10 deterministic episodes of 200 steps; the same twice */
-    proc e = run(&sb, RLT_BIN, "eval", A, NULL);
+    cu_proc e = cu_run(&sb, RLT_BIN, "eval", A, NULL);
     cr_assert_eq(e.code, 0, "rlt eval exit %d: %s", e.code, e.err);
     const char *ev = strstr(e.out, "(step 300): deterministic policy on Pendulum-v1, 10 episodes: return ");
     cr_assert_not_null(ev, "rlt eval:\n%s", e.out);
@@ -569,18 +330,18 @@ Test(cli_sac, train_eval_inspect_resume, .timeout = 600) {
     cr_assert_eq(sscanf(strstr(ev, "return "), "return %lf +- %lf", &mean, &sd), 2, "%s", e.out);
     cr_assert(mean >= 200 * PENDULUM_MIN_REWARD && mean < 0 && sd >= 0 && sd <= -200 * PENDULUM_MIN_REWARD,
               "eval return %g +- %g", mean, sd);
-    proc e2 = run(&sb, RLT_BIN, "eval", A, NULL);
+    cu_proc e2 = cu_run(&sb, RLT_BIN, "eval", A, NULL);
     cr_assert_eq(e2.code, 0);
     cr_assert_str_eq(e2.out, e.out, "rlt eval is not deterministic");
-    proc_free(&e2);
-    e2 = run(&sb, RLT_BIN, "eval", a_ckpt, "--set", "eval.episodes=3", NULL);
+    cu_proc_free(&e2);
+    e2 = cu_run(&sb, RLT_BIN, "eval", a_ckpt, "--set", "eval.episodes=3", NULL);
     cr_assert_eq(e2.code, 0, "rlt eval --set eval.episodes=3: exit %d: %s", e2.code, e2.err);
     cr_assert(strstr(e2.out, "Pendulum-v1, 3 episodes: return "), "%s", e2.out);
-    proc_free(&e2);
-    proc_free(&e);
+    cu_proc_free(&e2);
+    cu_proc_free(&e);
 
     /* inspect: algorithm, step, the replay and model rows */
-    proc in = run(&sb, RLT_BIN, "inspect", a_ckpt, NULL);
+    cu_proc in = cu_run(&sb, RLT_BIN, "inspect", a_ckpt, NULL);
     cr_assert_eq(in.code, 0, "rlt inspect exit %d: %s", in.code, in.err);
     cr_assert(strstr(in.out, "format        rlt-checkpoint v1 (complete)") && strstr(in.out, "\nalgorithm     sac\n") &&
                   strstr(in.out, "\nstep          300 "),
@@ -608,19 +369,19 @@ Test(cli_sac, train_eval_inspect_resume, .timeout = 600) {
     }
     cr_assert(strstr(in.out, "  | hidden = 32\n") && strstr(in.out, "  | total_steps = 300\n"),
               "inspect does not show the resolved config:\n%s", in.out);
-    proc_free(&in);
-    proc_free(&t);
+    cu_proc_free(&in);
+    cu_proc_free(&t);
 
     /* B: stop at 137 (inside learning, between log lines), resume to 300 */
     char B[256], b_stop[512], want[700];
-    sb_path(&sb, B, sizeof B, "B");
-    proc b = train_tiny(&sb, B, "--set", "run.stop_at=137", NULL);
+    cu_sb_path(&sb, B, sizeof B, "B");
+    cu_proc b = cu_train(&sb, &TINY, B, "--set", "run.stop_at=137", NULL);
     cr_assert_eq(b.code, 0, "[%s] run B (stop_at 137) exit %d: %s", sb.dir, b.code, b.err);
     snprintf(want, sizeof want, "stopped at step 137 of 300 (run.stop_at); continue with: rlt resume %s", B);
     cr_assert(strstr(b.out, want), "no '%s' in:\n%s", want, b.out);
     final_line(b.out, last_b, sizeof last_b);
     cr_assert_str_empty(last_b, "a stopped run reports its final return: %s", last_b);
-    read_latest(B, name, sizeof name);
+    cu_read_latest(B, name, sizeof name);
     cr_assert_str_eq(name, "step_00000137.h5", "latest after stop_at 137");
     ckpt_path(b_stop, sizeof b_stop, B, 137);
     s = ckpt_summary(&sb, b_stop);
@@ -630,40 +391,38 @@ Test(cli_sac, train_eval_inspect_resume, .timeout = 600) {
     cr_assert(strstr(s, " dones=0 timeouts=none "), "%s", s);
     cr_assert_eq(kv(s, "updates"), 87, "137 steps from env step 51 on make 87 updates: %s", s);
     free(s);
-    proc_free(&b);
+    cu_proc_free(&b);
 
-    proc r = run(&sb, RLT_BIN, "resume", B, NULL);
+    cu_proc r = cu_run(&sb, RLT_BIN, "resume", B, NULL);
     cr_assert_eq(r.code, 0, "[%s] rlt resume %s exit %d: %s", sb.dir, B, r.code, r.err);
     snprintf(want, sizeof want, "resumed from %s at step 137", b_stop);
     cr_assert(strstr(r.out, want), "no '%s' in:\n%s", want, r.out);
     final_line(r.out, last_b, sizeof last_b);
     cr_assert_str_eq(last_b, last_a, "final line of the resumed run");
-    read_latest(B, name, sizeof name);
+    cu_read_latest(B, name, sizeof name);
     cr_assert_str_eq(name, "step_00000300.h5", "latest after resume");
-    proc_free(&r);
+    cu_proc_free(&r);
     ckpt_path(path, sizeof path, B, TINY_TOTAL);
     assert_same_state(&sb, a_ckpt, path);
-    assert_metrics_equal(&sb, A, B, TINY_LINES);
+    cu_assert_metrics_equal(&sb, A, B, TINY_LINES);
 
     /* negative control: another seed gives other weights, transitions, metrics */
-    char C[256], path2[512];
-    sb_path(&sb, C, sizeof C, "C");
-    proc c = train_tiny(&sb, C, "--set", "run.seed=1", NULL);
+    char C[256];
+    cu_sb_path(&sb, C, sizeof C, "C");
+    cu_proc c = cu_train(&sb, &TINY, C, "--set", "run.seed=1", NULL);
     cr_assert_eq(c.code, 0, "run C exit %d: %s", c.code, c.err);
-    proc_free(&c);
+    cu_proc_free(&c);
     ckpt_path(path, sizeof path, C, TINY_TOTAL);
     const char *groups[] = {"/model", "/replay"};
     for (size_t i = 0; i < 2; i++) {
-        proc d = run(&sb, H5DIFF, "-q", a_ckpt, path, groups[i], groups[i], NULL);
+        cu_proc d = cu_run(&sb, CU_H5DIFF, "-q", a_ckpt, path, groups[i], groups[i], NULL);
         cr_assert_eq(d.code, 1, "h5diff of seeds 0 and 1 %s: exit %d (want 1 = different)", groups[i], d.code);
-        proc_free(&d);
+        cu_proc_free(&d);
     }
-    snprintf(path, sizeof path, "%s/metrics.jsonl", A);
-    snprintf(path2, sizeof path2, "%s/metrics.jsonl", C);
-    proc me = py(&sb, PY_METRICS_EQUAL, path, path2, NULL);
+    cu_proc me = cu_metrics_compare(&sb, A, C);
     cr_assert_eq(me.code, 1, "metrics of seeds 0 and 1 compare equal: %s%s", me.out, me.err);
-    proc_free(&me);
-    rm_rf(&sb);
+    cu_proc_free(&me);
+    cu_rm_rf(sb.dir);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -673,43 +432,21 @@ Test(cli_sac, train_eval_inspect_resume, .timeout = 600) {
 
 #define LONG_TOTAL 3000
 
-/* Waits (polling, up to 10 minutes on a loaded machine) until the run's
- * metrics.jsonl holds a complete line; fails if the process ends first. */
-static void wait_first_metrics(const char *run_dir, pid_t pid, const char *err_path) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/metrics.jsonl", run_dir);
-    double deadline = now_s() + 600;
-    for (;;) {
-        char *text = slurp(path);
-        int ready = text && strchr(text, '\n');
-        free(text);
-        if (ready) return;
-        int st;
-        if (waitpid(pid, &st, WNOHANG) == pid) {
-            char *e = slurp(err_path);
-            cr_assert_fail("the run ended (status 0x%x) before its first metrics line: %s", st, e ? e : "");
-        }
-        cr_assert_lt(now_s(), deadline, "no metrics line after 600 s");
-        struct timespec ts = {0, 5 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
-}
-
 Test(cli_sac, sigint_save_and_resume, .timeout = 600) {
-    sandbox sb;
+    cu_sandbox sb;
     sb_open(&sb);
     char run_dir[256], out[256], err[256], name[64], want_name[64], want[700], path[512], ref[256], ref_ckpt[512];
-    sb_path(&sb, run_dir, sizeof run_dir, "int");
-    argvec a = {.n = 0};
-    av_train(&a, run_dir);
-    av_add(&a, "--set");
-    av_add(&a, "sac.total_steps=3000");
-    sb_next_outputs(&sb, out, err, sizeof out);
-    pid_t pid = spawn_to(a.v, out, err);
-    wait_first_metrics(run_dir, pid, err);
+    cu_sb_path(&sb, run_dir, sizeof run_dir, "int");
+    cu_argvec a = {.n = 0};
+    cu_av_train(&a, &TINY, run_dir);
+    cu_av_add(&a, "--set");
+    cu_av_add(&a, "sac.total_steps=3000");
+    cu_sb_next_outputs(&sb, out, err, sizeof out);
+    pid_t pid = cu_spawn_to(a.v, out, err);
+    cu_wait_first_metrics(run_dir, pid, err);
     cr_assert_eq(kill(pid, SIGINT), 0, "kill -INT %d: %s", (int)pid, strerror(errno));
-    int code = wait_code(pid);
-    char *o = slurp(out), *e = slurp(err);
+    int code = cu_wait_code(pid);
+    char *o = cu_slurp(out, NULL), *e = cu_slurp(err, NULL);
     cr_assert(o && e);
     cr_assert_eq(code, 130, "[%s] SIGINT: exit %d, want 130\nstdout: %s\nstderr: %s", sb.dir, code, o, e);
     const char *p = strstr(o, "received SIGINT: stopped after step ");
@@ -719,7 +456,7 @@ Test(cli_sac, sigint_save_and_resume, .timeout = 600) {
     snprintf(want_name, sizeof want_name, "step_%08lld.h5", step);
     snprintf(want, sizeof want, "saved %s/checkpoints/%s", run_dir, want_name);
     cr_assert(strstr(o, want), "no '%s' after SIGINT:\n%s", want, o);
-    read_latest(run_dir, name, sizeof name);
+    cu_read_latest(run_dir, name, sizeof name);
     cr_assert_str_eq(name, want_name, "latest after SIGINT");
     ckpt_path(path, sizeof path, run_dir, step);
     char *s = ckpt_summary(&sb, path);
@@ -734,27 +471,27 @@ Test(cli_sac, sigint_save_and_resume, .timeout = 600) {
     free(e);
 
     /* resume finishes; one metrics history, equal to an uninterrupted run */
-    proc r = run(&sb, RLT_BIN, "resume", run_dir, NULL);
+    cu_proc r = cu_run(&sb, RLT_BIN, "resume", run_dir, NULL);
     cr_assert_eq(r.code, 0, "[%s] resume after SIGINT: exit %d\n%s", sb.dir, r.code, r.err);
     snprintf(want, sizeof want, "resumed from %s at step %lld", path, step);
     cr_assert(strstr(r.out, want), "no '%s' in:\n%s", want, r.out);
-    read_latest(run_dir, name, sizeof name);
+    cu_read_latest(run_dir, name, sizeof name);
     cr_assert_str_eq(name, "step_00003000.h5", "latest after resume");
-    proc_free(&r);
-    char *log = slurp(sb_path(&sb, path, sizeof path, "int/train.log"));
+    cu_proc_free(&r);
+    char *log = cu_slurp(cu_sb_path(&sb, path, sizeof path, "int/train.log"), NULL);
     cr_assert(log && strstr(log, "received SIGINT: stopped after step") && strstr(log, "resumed from "),
               "train.log does not hold both processes");
     free(log);
 
-    sb_path(&sb, ref, sizeof ref, "straight");
-    proc st = train_tiny(&sb, ref, "--set", "sac.total_steps=3000", NULL);
+    cu_sb_path(&sb, ref, sizeof ref, "straight");
+    cu_proc st = cu_train(&sb, &TINY, ref, "--set", "sac.total_steps=3000", NULL);
     cr_assert_eq(st.code, 0, "straight run exit %d: %s", st.code, st.err);
-    proc_free(&st);
+    cu_proc_free(&st);
     ckpt_path(ref_ckpt, sizeof ref_ckpt, ref, LONG_TOTAL);
     ckpt_path(path, sizeof path, run_dir, LONG_TOTAL);
     assert_same_state(&sb, ref_ckpt, path);
-    assert_metrics_equal(&sb, ref, run_dir, LONG_TOTAL / 50);
-    rm_rf(&sb);
+    cu_assert_metrics_equal(&sb, ref, run_dir, LONG_TOTAL / 50);
+    cu_rm_rf(sb.dir);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -778,27 +515,27 @@ static const char *envs_block(const char *out, const char *name, char *buf, size
 
 /* rlt train RECIPE --run-dir DIR --set SET: exit 2 with every needle in
  * stderr. Returns whether the run directory was created. */
-static int expect_train_error(sandbox *sb, const char *set, const char *const *needles) {
+static int expect_train_error(cu_sandbox *sb, const char *set, const char *const *needles) {
     char run_dir[256];
     snprintf(run_dir, sizeof run_dir, "%s/never-%d", sb->dir, sb->calls);
-    proc p = run(sb, RLT_BIN, "train", RECIPE, "--run-dir", run_dir, "--set", set, NULL);
+    cu_proc p = cu_run(sb, RLT_BIN, "train", RECIPE, "--run-dir", run_dir, "--set", set, NULL);
     cr_assert_eq(p.code, 2, "--set %s: exit %d, want 2\nstdout: %s\nstderr: %s", set, p.code, p.out, p.err);
     for (int i = 0; needles[i]; i++)
         cr_assert(strstr(p.err, needles[i]), "--set %s: stderr lacks \"%s\":\n%s", set, needles[i], p.err);
-    proc_free(&p);
-    return file_exists(run_dir);
+    cu_proc_free(&p);
+    return cu_file_exists(run_dir);
 }
 
 #define LIST(...) ((const char *const[]){__VA_ARGS__, NULL})
 
 Test(cli_sac, env_commands_and_errors, .timeout = 300) {
-    sandbox sb;
+    cu_sandbox sb;
     sb_open(&sb);
     char block[1024], fake_dir[256], fake_so[300], acts[300], cart[300], cart_bad[300], wide[300], traj[300],
         ctraj[300], never[300], word[64];
 
     /* rlt envs: the four built-ins with their gym ids, time limits, spaces */
-    proc l = run(&sb, RLT_BIN, "envs", NULL);
+    cu_proc l = cu_run(&sb, RLT_BIN, "envs", NULL);
     cr_assert_eq(l.code, 0, "rlt envs exit %d: %s", l.code, l.err);
     cr_assert(strstr(l.out, "search path (first match wins): " PLUGIN_DIR "\n"), "%s", l.out);
     const char *envs[][4] = {
@@ -823,42 +560,42 @@ Test(cli_sac, env_commands_and_errors, .timeout = 300) {
     envs_block(l.out, "pendulum", block, sizeof block);
     cr_assert(strstr(block, "observations: Box(3) low=[-1, -1, -8] high=[1, 1, 8]"), "%s", block);
     cr_assert(strstr(l.out, "\n4 plugins, 0 broken\n"), "%s", l.out);
-    proc_free(&l);
+    cu_proc_free(&l);
 
     /* a text file named fake.so in an --env-path folder: listed as broken
      * with the reason, and a clear error when opened by name */
-    sb_path(&sb, fake_dir, sizeof fake_dir, "plugins");
+    cu_sb_path(&sb, fake_dir, sizeof fake_dir, "plugins");
     cr_assert_eq(mkdir(fake_dir, 0755), 0);
     snprintf(fake_so, sizeof fake_so, "%s/fake.so", fake_dir);
-    cr_assert_eq(write_text(fake_so, "this text file is not a shared object\n"), 0);
-    l = run(&sb, RLT_BIN, "envs", "--env-path", fake_dir, NULL);
+    cr_assert_eq(cu_write_text(fake_so, "this text file is not a shared object\n"), 0);
+    l = cu_run(&sb, RLT_BIN, "envs", "--env-path", fake_dir, NULL);
     cr_assert_eq(l.code, 0, "rlt envs --env-path %s: exit %d: %s", fake_dir, l.code, l.err);
     envs_block(l.out, "fake", block, sizeof block);
     cr_assert(strstr(block, "BROKEN: ") && strstr(block, fake_so) && strstr(block, "dlopen failed"),
               "rlt envs --env-path: fake.so is not listed as broken:\n%s", l.out);
     cr_assert(strstr(l.out, "\n4 plugins, 1 broken\n"), "%s", l.out);
-    proc_free(&l);
+    cu_proc_free(&l);
 
-    proc w = py(&sb, PY_ACTIONS, sb.dir, NULL);
+    cu_proc w = cu_py(&sb, PY_ACTIONS, sb.dir, NULL);
     cr_assert_eq(w.code, 0, "writing the actions files: %s", w.err);
-    proc_free(&w);
-    sb_path(&sb, acts, sizeof acts, "pendulum.h5");
-    sb_path(&sb, cart, sizeof cart, "cart.h5");
-    sb_path(&sb, cart_bad, sizeof cart_bad, "cart_bad.h5");
-    sb_path(&sb, wide, sizeof wide, "wide.h5");
-    sb_path(&sb, traj, sizeof traj, "T.h5");
-    sb_path(&sb, ctraj, sizeof ctraj, "Tc.h5");
-    sb_path(&sb, never, sizeof never, "never.h5");
+    cu_proc_free(&w);
+    cu_sb_path(&sb, acts, sizeof acts, "pendulum.h5");
+    cu_sb_path(&sb, cart, sizeof cart, "cart.h5");
+    cu_sb_path(&sb, cart_bad, sizeof cart_bad, "cart_bad.h5");
+    cu_sb_path(&sb, wide, sizeof wide, "wide.h5");
+    cu_sb_path(&sb, traj, sizeof traj, "T.h5");
+    cu_sb_path(&sb, ctraj, sizeof ctraj, "Tc.h5");
+    cu_sb_path(&sb, never, sizeof never, "never.h5");
 
     /* replay: Gymnasium's reset for seed 42 and its dynamics */
-    proc rp = run(&sb, RLT_BIN, "env", "replay", "pendulum", "--seed", "42", "--actions", acts, "--out", traj, NULL);
+    cu_proc rp = cu_run(&sb, RLT_BIN, "env", "replay", "pendulum", "--seed", "42", "--actions", acts, "--out", traj, NULL);
     cr_assert_eq(rp.code, 0, "rlt env replay pendulum exit %d: %s", rp.code, rp.err);
     cr_assert(strstr(rp.out, "pendulum (Pendulum-v1) seed 42: 5 of 5 actions, return "), "%s", rp.out);
-    proc_free(&rp);
-    rp = run(&sb, RLT_BIN, "env", "replay", "cartpole", "--seed", "42", "--actions", cart, "--out", ctraj, NULL);
+    cu_proc_free(&rp);
+    rp = cu_run(&sb, RLT_BIN, "env", "replay", "cartpole", "--seed", "42", "--actions", cart, "--out", ctraj, NULL);
     cr_assert_eq(rp.code, 0, "rlt env replay cartpole exit %d: %s", rp.code, rp.err);
-    proc_free(&rp);
-    proc orc = py(&sb, PY_REPLAY_ORACLE, acts, traj, "42", ctraj, NULL);
+    cu_proc_free(&rp);
+    cu_proc orc = cu_py(&sb, PY_REPLAY_ORACLE, acts, traj, "42", ctraj, NULL);
     cr_assert_eq(orc.code, 0, "replay oracle: %s", orc.err);
     const char *s = orc.out;
     cr_assert(strstr(s, " shape=6x3 dtype=float32 rshape=5 flagdtype=bool,bool "), "trajectory: %s", s);
@@ -869,7 +606,7 @@ Test(cli_sac, env_commands_and_errors, .timeout = 300) {
     cr_assert_leq(kv(s, "ret_diff"), 1e-5, "episode_return attribute: %s", s);
     cr_assert(strstr(s, " finite=1 term=0 trunc=0 steps=5 seed=42 gym_id=Pendulum-v1 "), "%s", s);
     cr_assert(strstr(s, " cart_shape=4x4 cart_reset_equal=1 cart_rewards=1,1,1"), "cartpole replay: %s", s);
-    proc_free(&orc);
+    cu_proc_free(&orc);
 
     /* replay errors: exit 2, the reason, no output file */
     struct {
@@ -883,31 +620,31 @@ Test(cli_sac, env_commands_and_errors, .timeout = 300) {
         {"pendulum", wide, NULL, {"wide.h5", "[4, 2]", "[N, 1]", NULL}},
     };
     for (size_t i = 0; i < sizeof errs / sizeof errs[0]; i++) {
-        argvec a = {.n = 0};
-        av_add(&a, RLT_BIN);
-        av_add(&a, "env");
-        av_add(&a, "replay");
-        av_add(&a, errs[i].name);
-        av_add(&a, "--actions");
-        av_add(&a, errs[i].actions);
-        av_add(&a, "--out");
-        av_add(&a, never);
+        cu_argvec a = {.n = 0};
+        cu_av_add(&a, RLT_BIN);
+        cu_av_add(&a, "env");
+        cu_av_add(&a, "replay");
+        cu_av_add(&a, errs[i].name);
+        cu_av_add(&a, "--actions");
+        cu_av_add(&a, errs[i].actions);
+        cu_av_add(&a, "--out");
+        cu_av_add(&a, never);
         if (errs[i].env_path) {
-            av_add(&a, "--env-path");
-            av_add(&a, errs[i].env_path);
+            cu_av_add(&a, "--env-path");
+            cu_av_add(&a, errs[i].env_path);
         }
-        proc p = run_argv(&sb, a.v);
+        cu_proc p = cu_run_argv(&sb, a.v);
         cr_assert_eq(p.code, 2, "replay error case %zu (%s): exit %d\n%s%s", i, errs[i].name, p.code, p.out, p.err);
         for (int k = 0; k < 4 && errs[i].needles[k]; k++)
             cr_assert(strstr(p.err, errs[i].needles[k]), "replay error case %zu: stderr lacks \"%s\":\n%s", i,
                       errs[i].needles[k], p.err);
-        cr_assert_not(file_exists(never), "replay error case %zu wrote %s", i, never);
-        proc_free(&p);
+        cr_assert_not(cu_file_exists(never), "replay error case %zu wrote %s", i, never);
+        cu_proc_free(&p);
     }
     /* the loader's reason for the text file is the dynamic linker's */
-    proc fk = run(&sb, RLT_BIN, "env", "replay", "fake", "--env-path", fake_dir, "--actions", acts, "--out", never, NULL);
+    cu_proc fk = cu_run(&sb, RLT_BIN, "env", "replay", "fake", "--env-path", fake_dir, "--actions", acts, "--out", never, NULL);
     cr_assert(strstr(fk.err, "file too short") || strstr(fk.err, "invalid ELF header"), "no reason: %s", fk.err);
-    proc_free(&fk);
+    cu_proc_free(&fk);
 
     /* the SAC loop's env errors: an unknown plugin, a config key the plugin
      * does not know */
@@ -919,33 +656,33 @@ Test(cli_sac, env_commands_and_errors, .timeout = 300) {
 
     /* a Discrete env runs the discrete variant: tiny CartPole-v1 job */
     char cp_dir[256], cp_ckpt[512];
-    sb_path(&sb, cp_dir, sizeof cp_dir, "cartpole");
-    proc cp = train_tiny(&sb, cp_dir, "--set", "env.name=cartpole", NULL);
+    cu_sb_path(&sb, cp_dir, sizeof cp_dir, "cartpole");
+    cu_proc cp = cu_train(&sb, &TINY, cp_dir, "--set", "env.name=cartpole", NULL);
     cr_assert_eq(cp.code, 0, "[%s] SAC on cartpole: exit %d\n%s", sb.dir, cp.code, cp.err);
     cr_assert(strstr(cp.out, "plan: 300 vector steps of 1 CartPole-v1 env(s), learning from env step 50, "
                              "target entropy 0.617"),
               "plan line (target entropy 0.89 log 2):\n%s", cp.out);
     cr_assert(strstr(cp.out, "episodes, 250 updates)"), "%s", cp.out);
-    proc_free(&cp);
+    cu_proc_free(&cp);
     ckpt_path(cp_ckpt, sizeof cp_ckpt, cp_dir, TINY_TOTAL);
-    proc dc = py(&sb, PY_DISCRETE_CKPT, cp_ckpt, NULL);
+    cu_proc dc = cu_py(&sb, PY_DISCRETE_CKPT, cp_ckpt, NULL);
     cr_assert_eq(dc.code, 0, "h5py summary of %s: %s", cp_ckpt, dc.err);
     cr_assert(strstr(dc.out, " obs=300x4 act=300x1 choices=0,1 logits=2x32 q_out=2x32 timeouts=0 chain=0 "),
               "discrete checkpoint %s: %s", cp_ckpt, dc.out);
     cr_assert_geq(kv(dc.out, "dones"), 1, "300 CartPole steps with a random start hold a termination: %s", dc.out);
-    proc_free(&dc);
-    proc ce = run(&sb, RLT_BIN, "eval", cp_dir, NULL);
+    cu_proc_free(&dc);
+    cu_proc ce = cu_run(&sb, RLT_BIN, "eval", cp_dir, NULL);
     cr_assert_eq(ce.code, 0, "rlt eval of the cartpole run: exit %d: %s", ce.code, ce.err);
     double cmean = NAN, csd = NAN;
     const char *cr = strstr(ce.out, "deterministic policy on CartPole-v1, 10 episodes: return ");
     cr_assert(cr && sscanf(strstr(cr, "return "), "return %lf +- %lf", &cmean, &csd) == 2, "%s", ce.out);
     cr_assert(cmean >= 8 && cmean <= 500 && csd >= 0, "CartPole eval return %g +- %g", cmean, csd);
-    proc_free(&ce);
+    cu_proc_free(&ce);
 
     /* KNOWN BUG (reported): unlike the schema's config errors, these are
      * found after the run directory is created (config.ini, train.log and
      * an empty checkpoints/ stay behind). Last, and non-fatal. */
     cr_expect_not(made_nosuch, "BUG: --set env.name=nosuch (exit 2) created the run directory");
     cr_expect_not(made_config, "BUG: --set env.config=bogus=1 (exit 2) created the run directory");
-    rm_rf(&sb);
+    cu_rm_rf(sb.dir);
 }
