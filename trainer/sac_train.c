@@ -413,6 +413,19 @@ static int sac_act(sac_job *J, rt_scope *S, int64_t env_steps_done) {
     return 0;
 }
 
+/* One gradient step of o on loss (zero, backward, step). 0 or -1. */
+static int sac_descend(rt_optim *o, const rt_tensor *loss) {
+    return (!loss || rt_optim_zero_grad(o) < 0 || rt_backward(loss) < 0 || rt_optim_step(o) < 0) ? -1 : 0;
+}
+
+/* Polyak averaging of the target critics when the update count says so. */
+static int sac_update_targets(sac_job *J) {
+    if (J->updates % J->cfg.target_network_frequency != 0) return 0;
+    return (nn_params_lerp_(J->P[NET_Q1_TARGET], J->P[NET_Q1], J->cfg.tau) < 0 ||
+            nn_params_lerp_(J->P[NET_Q2_TARGET], J->P[NET_Q2], J->cfg.tau) < 0)
+               ? -1 : 0;
+}
+
 /* The discrete update (CleanRL sac_atari): critic against the policy's
  * expectation at s', actor and temperature from the full distribution. Same
  * return convention as sac_update. */
@@ -431,7 +444,7 @@ static int sac_update_discrete(sac_job *J, rt_scope *S, const rb_batch *b, doubl
                                      acts, q1n, q2n, next_logits, b->rewards, b->dones};
     rt_tensor *qloss = sac_discrete_critic_loss(S, &cc, &ci, &J->last_critic, NULL);
     if (qloss && !isfinite(rt_item(qloss))) return 1;
-    if (!qloss || rt_optim_zero_grad(J->opt_q) < 0 || rt_backward(qloss) < 0 || rt_optim_step(J->opt_q) < 0) return -1;
+    if (sac_descend(J->opt_q, qloss) < 0) return -1;
     J->updates++;
     if (J->updates % c->policy_frequency == 0) {
         for (int64_t k = 0; k < c->policy_frequency; k++) {
@@ -444,24 +457,18 @@ static int sac_update_discrete(sac_job *J, rt_scope *S, const rb_batch *b, doubl
             ac.alpha = alpha;
             sac_discrete_actor_inputs ai = {logits, q1, q2};
             rt_tensor *aloss = sac_discrete_actor_loss(S, &ac, &ai, &J->last_actor);
-            if (!aloss || rt_optim_zero_grad(J->opt_actor) < 0 || rt_backward(aloss) < 0 || rt_optim_step(J->opt_actor) < 0)
-                return -1;
+            if (sac_descend(J->opt_actor, aloss) < 0) return -1;
             if (c->autotune) {
                 sac_config lc = J->alpha_cfg;
                 lc.target_entropy = J->target_entropy;
                 sac_discrete_alpha_inputs li = {J->log_alpha, rt_detach(S, logits)};
                 rt_tensor *lloss = sac_discrete_alpha_loss(S, &lc, &li, &J->last_alpha);
-                if (!lloss || rt_optim_zero_grad(J->opt_alpha) < 0 || rt_backward(lloss) < 0 ||
-                    rt_optim_step(J->opt_alpha) < 0)
-                    return -1;
+                if (sac_descend(J->opt_alpha, lloss) < 0) return -1;
                 alpha = exp(rt_item(J->log_alpha));
             }
         }
     }
-    if (J->updates % c->target_network_frequency == 0 &&
-        (nn_params_lerp_(J->P[NET_Q1_TARGET], J->P[NET_Q1], c->tau) < 0 ||
-         nn_params_lerp_(J->P[NET_Q2_TARGET], J->P[NET_Q2], c->tau) < 0))
-        return -1;
+    if (sac_update_targets(J) < 0) return -1;
     J->last_alpha_value = alpha;
     return 0;
 }
@@ -491,7 +498,7 @@ static int sac_update(sac_job *J, rt_scope *S) {
                             q1n, q2n, logp_next, b.rewards, b.dones};
     rt_tensor *qloss = sac_critic_loss(S, &cc, &ci, &J->last_critic, NULL);
     if (qloss && !isfinite(rt_item(qloss))) return 1;
-    if (!qloss || rt_optim_zero_grad(J->opt_q) < 0 || rt_backward(qloss) < 0 || rt_optim_step(J->opt_q) < 0) return -1;
+    if (sac_descend(J->opt_q, qloss) < 0) return -1;
     J->updates++;
 
     /* Actor and temperature, delayed and compensated (CleanRL's TD3-style). */
@@ -503,26 +510,20 @@ static int sac_update(sac_job *J, rt_scope *S) {
             ac.alpha = alpha;
             sac_actor_inputs ai = {logp_pi, sac_q(S, J, NET_Q1, b.observations, a_pi), sac_q(S, J, NET_Q2, b.observations, a_pi)};
             rt_tensor *aloss = sac_actor_loss(S, &ac, &ai, &J->last_actor);
-            if (!aloss || rt_optim_zero_grad(J->opt_actor) < 0 || rt_backward(aloss) < 0 || rt_optim_step(J->opt_actor) < 0)
-                return -1;
+            if (sac_descend(J->opt_actor, aloss) < 0) return -1;
             if (c->autotune) {
                 sac_config lc = J->alpha_cfg;
                 lc.target_entropy = J->target_entropy;
                 sac_alpha_inputs li = {J->log_alpha, rt_detach(S, logp_pi)};
                 rt_tensor *lloss = sac_alpha_loss(S, &lc, &li, &J->last_alpha);
-                if (!lloss || rt_optim_zero_grad(J->opt_alpha) < 0 || rt_backward(lloss) < 0 ||
-                    rt_optim_step(J->opt_alpha) < 0)
-                    return -1;
+                if (sac_descend(J->opt_alpha, lloss) < 0) return -1;
                 alpha = exp(rt_item(J->log_alpha));
             }
         }
     }
     /* The actor step also wrote gradients into the critics; the next critic
      * update zeroes them first, so they never reach a critic step. */
-    if (J->updates % c->target_network_frequency == 0 &&
-        (nn_params_lerp_(J->P[NET_Q1_TARGET], J->P[NET_Q1], c->tau) < 0 ||
-         nn_params_lerp_(J->P[NET_Q2_TARGET], J->P[NET_Q2], c->tau) < 0))
-        return -1;
+    if (sac_update_targets(J) < 0) return -1;
     J->last_alpha_value = alpha;
     return 0;
 }
