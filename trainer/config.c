@@ -829,7 +829,7 @@ static char *ini_reader_cb(char *str, int num, void *stream) {
     /* inih's buffer holds num bytes: the line, '\n' and '\0' (and a '\r' in CRLF files). */
     size_t limit = num > 3 ? (size_t)(num - 3) : 0;
     if (limit > CFG_LINE_MAX) limit = CFG_LINE_MAX;
-    if (len > limit) {
+    if (len > limit && p[0] != ';' && p[0] != '#') { /* a comment of any length is skipped whole */
         load_error(st, "%s:%d: line too long (%zu characters), the limit is %zu", st->name, st->lineno, len,
                    limit);
         if (p[0] == '[') st->skip_section = true; /* its keys would land in the wrong section */

@@ -66,7 +66,7 @@
  * File syntax (libinih, with the engine's own line handling on top): '[section]'
  * headers, `key = value` (or `key: value`), full-line comments starting with ';'
  * or '#', inline comments starting with ' ;'. Leading blanks are ignored
- * (there are no continuation lines). Lines are at most CFG_LINE_MAX characters.
+ * (there are no continuation lines). Lines other than comments are at most CFG_LINE_MAX characters.
  */
 #ifndef RLT_CONFIG_H
 #define RLT_CONFIG_H

@@ -418,6 +418,10 @@ Test(config, syntax_details) {
     cr_assert_eq(read_text(&c, text, &err), CFG_EINVAL);
     ASSERT_HAS(err, "recipe.ini:2: line too long (257 characters), the limit is 197");
     cr_assert_eq(err.count, 1, "%s", err.text);
+    /* ... but a comment of any length is skipped whole (config.ini writes each key's help as one) */
+    snprintf(text, sizeof text, "[train]\n; %0300d\nsteps = 7\n", 0);
+    cr_assert_eq(read_text(&c, text, &err), CFG_OK, "%s", err.text);
+    cr_assert_eq(c.steps, 7);
     /* text after a section header */
     cr_assert_eq(read_text(&c, "[train] steps = 3\n", &err), CFG_EINVAL);
     ASSERT_HAS(err, "recipe.ini:1: unexpected text 'steps = 3' after section header");
