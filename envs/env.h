@@ -46,8 +46,9 @@ extern "C" {
 #endif
 
 #define ENV_ABI_MAJOR 1
-#define ENV_ABI_MINOR 0
+#define ENV_ABI_MINOR 1 /* 1: text-task plugins (env_text_plugin) */
 #define ENV_PLUGIN_SYMBOL "env_plugin_get"
+#define ENV_TEXT_PLUGIN_SYMBOL "env_text_plugin_get"
 
 typedef enum env_status {
     ENV_OK = 0,
@@ -121,7 +122,63 @@ typedef struct env_plugin {
     int (*set_state)(env_batch *b, uint32_t i, const void *buf);
 } env_plugin;
 
-/* The one symbol a plugin exports. */
+/* ---------------------------------------------------------------------------
+ * Text tasks (ABI minor 1). A verifiable-reward task for sequence policies is
+ * a plugin exporting ENV_TEXT_PLUGIN_SYMBOL instead of ENV_PLUGIN_SYMBOL:
+ *
+ *     const env_text_plugin *env_text_plugin_get(uint32_t host_abi_major);
+ *
+ * It is string in, reward out; tokenization stays in the trainer. Items are
+ * procedural: item `seed` (any uint64) always gives the same prompt, so a
+ * train/held-out split is a split of seeds. The plugin parses its own prompt
+ * to score, so a prompt read back from a dataset scores like a fresh one.
+ *
+ * Completion format shared by every task: an optional reasoning segment
+ * ENV_THINK_BEGIN ... ENV_THINK_END, then the answer. The answer is the text
+ * after the last ENV_THINK_END (or the whole completion when there is none),
+ * with leading and trailing spaces ignored.
+ *
+ * Scoring convention (sac_envs.md §5.1): 1.0 correct, a partial score (0.1
+ * by default, a task setting) when the answer is well formed but wrong, 0.0
+ * otherwise. A score of NaN means "no reward" (the host drops the sample from
+ * the statistics and gives it zero advantage); it is not an error.
+ * ------------------------------------------------------------------------- */
+#define ENV_THINK_BEGIN "<think>"
+#define ENV_THINK_END "</think>"
+
+typedef struct env_text_task env_text_task; /* opaque: one configured task */
+
+typedef struct env_text_plugin {
+    uint32_t abi_major, abi_minor; /* ENV_ABI_MAJOR, ENV_ABI_MINOR (>= 1) */
+    uint32_t struct_size;          /* sizeof(env_text_plugin) as compiled  */
+    const char *name;              /* "arithmetic"                          */
+    const char *version;
+    const char *summary;           /* one line for `rlt envs`               */
+    /* Every character a prompt, a demonstration or a correct answer can
+     * contain (NUL-terminated, no duplicates, printable ASCII). A char-level
+     * tokenizer over it plus the special tokens covers the task. */
+    const char *alphabet;
+    /* config "key=value;key=value" (NULL or "" for defaults); unknown keys
+     * and out-of-range values are ENV_EINVAL with the reason in err. */
+    int (*create)(const char *config, env_text_task **out, char *err, size_t errlen);
+    void (*destroy)(env_text_task *t); /* NULL-safe */
+    const char *(*last_error)(const env_text_task *t);
+    /* Upper bounds in characters for this configuration: any prompt, and any
+     * demonstration (so a host can size its context). */
+    int (*limits)(const env_text_task *t, uint32_t *max_prompt, uint32_t *max_demo);
+    /* Item `seed`: write its prompt and a correct demonstration completion
+     * (think segment + answer, as the task teaches it; used for SFT), both
+     * NUL-terminated. ENV_EINVAL when a buffer is too small. */
+    int (*sample)(env_text_task *t, uint64_t seed, char *prompt, size_t prompt_cap, char *demo,
+                  size_t demo_cap);
+    /* Score `completion` for `prompt` (a prompt this task produced). A prompt
+     * the task cannot parse is ENV_EINVAL; a bad completion is a low score. */
+    int (*score)(env_text_task *t, const char *prompt, const char *completion, double *reward);
+} env_text_plugin;
+
+typedef const env_text_plugin *(*env_text_plugin_get_fn)(uint32_t host_abi_major);
+
+/* The one symbol a control plugin exports. */
 typedef const env_plugin *(*env_plugin_get_fn)(uint32_t host_abi_major);
 
 #if defined(__GNUC__)

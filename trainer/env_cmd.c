@@ -1,7 +1,7 @@
 /*
- * env_cmd.c -- `rlt envs` (list the environment plugins found) and
- * `rlt env replay` (step one environment through stored actions and write
- * the trajectory). See env_cmd.h.
+ * env_cmd.c -- `rlt envs` (list the plugins found: control environments and
+ * text tasks) and `rlt env replay` (step one environment through stored
+ * actions and write the trajectory). See env_cmd.h.
  *
  * Replay files (HDF5, read with h5py without docs):
  *   in:  actions [N, act_dim] (or [N] when act_dim is 1): float32/float64 for
@@ -119,14 +119,35 @@ static void print_search(FILE *out, const envl_search *s) {
 static void list_help(FILE *out) {
     fprintf(out,
             "usage: rlt envs [--env-path DIR]...\n\n"
-            "Lists every environment plugin (NAME.so) on the search path with its gym id, observation and\n"
-            "action spaces, time limit (max_episode_steps) and file. Files that fail to load are listed\n"
-            "with the reason.\n\n"
+            "Lists every plugin (NAME.so) on the search path. Control environments show their gym id,\n"
+            "observation and action spaces, time limit (max_episode_steps) and file; text tasks show their\n"
+            "summary, alphabet, length limits and item 0 (prompt -> demonstration) with the default\n"
+            "config. Files that fail to load are listed with the reason.\n\n"
             "options:\n"
             "  --env-path DIR   search DIR first (repeatable; default: none)\n\n"
             "search path: the --env-path dirs, then " ENVL_ENV_VAR " (colon-separated), then the build's\n"
             "plugin folder (%s).\n",
             envl_builtin_dir());
+}
+
+static void print_control(const envl_entry *e) {
+    printf("\n%-24s %-28s max_episode_steps %-6d v%s%s\n", e->name, e->gym_id[0] ? e->gym_id : "-",
+           (int)e->info.max_episode_steps, e->version,
+           e->shadowed ? "  (shadowed by an earlier file of this name)" : "");
+    if (e->summary[0]) printf("    %s\n", e->summary);
+    printf("    observations: %s\n", e->obs_space);
+    printf("    actions:      %s\n", e->act_space);
+    printf("    file:         %s\n", e->path);
+}
+
+static void print_text(const envl_entry *e) {
+    printf("\n%-24s %-28s v%s%s\n", e->name, "text task", e->version,
+           e->shadowed ? "  (shadowed by an earlier file of this name)" : "");
+    if (e->summary[0]) printf("    %s\n", e->summary);
+    printf("    alphabet:     \"%s\" (%zu symbols)\n", e->alphabet, strlen(e->alphabet));
+    printf("    limits:       prompt <= %u, demonstration <= %u characters\n", e->max_prompt, e->max_demo);
+    printf("    item 0:       %s -> %s\n", e->example_prompt, e->example_demo);
+    printf("    file:         %s\n", e->path);
 }
 
 int env_cmd_list(int argc, char **argv) {
@@ -155,23 +176,23 @@ int env_cmd_list(int argc, char **argv) {
     }
     print_search(stdout, &s);
     if (n == 0) printf("no environment plugins found\n");
-    int nok = 0, nbroken = 0;
+    int ncontrol = 0, ntext = 0, nbroken = 0;
     for (size_t i = 0; i < n; i++) {
         if (!e[i].ok) {
             nbroken++;
             printf("\n%-24s BROKEN: %s\n", e[i].name, e[i].error);
-            continue;
+        } else if (e[i].kind == ENVL_KIND_TEXT) {
+            ntext++;
+            print_text(&e[i]);
+        } else {
+            ncontrol++;
+            print_control(&e[i]);
         }
-        nok++;
-        printf("\n%-24s %-28s max_episode_steps %-6d v%s%s\n", e[i].name, e[i].gym_id[0] ? e[i].gym_id : "-",
-               (int)e[i].info.max_episode_steps, e[i].version,
-               e[i].shadowed ? "  (shadowed by an earlier file of this name)" : "");
-        if (e[i].summary[0]) printf("    %s\n", e[i].summary);
-        printf("    observations: %s\n", e[i].obs_space);
-        printf("    actions:      %s\n", e[i].act_space);
-        printf("    file:         %s\n", e[i].path);
     }
-    if (n) printf("\n%d plugin%s, %d broken\n", nok, nok == 1 ? "" : "s", nbroken);
+    if (n)
+        printf("\n%d plugin%s (%d control environment%s, %d text task%s), %d broken\n", ncontrol + ntext,
+               ncontrol + ntext == 1 ? "" : "s", ncontrol, ncontrol == 1 ? "" : "s", ntext, ntext == 1 ? "" : "s",
+               nbroken);
     free(e);
     envl_search_free(&s);
     return EXIT_OK_;

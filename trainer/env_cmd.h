@@ -2,8 +2,10 @@
  * env_cmd.h -- the environment commands of the rlt CLI (see env_cmd.c):
  *
  *   rlt envs [--env-path DIR]...
- *       every plugin on the search path with its gym id, spaces, time limit
- *       and file (broken files are listed with the reason);
+ *       every plugin on the search path: control environments with their gym
+ *       id, spaces, time limit and file; text tasks with their summary,
+ *       alphabet, limits and item 0 (broken files are listed with the
+ *       reason);
  *   rlt env replay NAME --seed S --actions A.h5 --out T.h5 [--env-path DIR]...
  *                       [--set key=value]...
  *       steps one environment through the stored actions and writes the

@@ -559,7 +559,7 @@ Test(cli_sac, env_commands_and_errors, .timeout = 300) {
     }
     envs_block(l.out, "pendulum", block, sizeof block);
     cr_assert(strstr(block, "observations: Box(3) low=[-1, -1, -8] high=[1, 1, 8]"), "%s", block);
-    cr_assert(strstr(l.out, "\n4 plugins, 0 broken\n"), "%s", l.out);
+    cr_assert(strstr(l.out, "\n8 plugins (4 control environments, 4 text tasks), 0 broken\n"), "%s", l.out);
     cu_proc_free(&l);
 
     /* a text file named fake.so in an --env-path folder: listed as broken
@@ -573,7 +573,7 @@ Test(cli_sac, env_commands_and_errors, .timeout = 300) {
     envs_block(l.out, "fake", block, sizeof block);
     cr_assert(strstr(block, "BROKEN: ") && strstr(block, fake_so) && strstr(block, "dlopen failed"),
               "rlt envs --env-path: fake.so is not listed as broken:\n%s", l.out);
-    cr_assert(strstr(l.out, "\n4 plugins, 1 broken\n"), "%s", l.out);
+    cr_assert(strstr(l.out, "\n8 plugins (4 control environments, 4 text tasks), 1 broken\n"), "%s", l.out);
     cu_proc_free(&l);
 
     cu_proc w = cu_py(&sb, PY_ACTIONS, sb.dir, NULL);
