@@ -23,6 +23,7 @@ packages=(
   libtorch-dev libopenblas0-openmp         # ATen + autograd; OpenBLAS instead of the slow reference BLAS
   libhdf5-dev hdf5-tools zlib1g-dev        # checkpoints (h5dump for humans), gzip'd datasets
   libinih-dev                              # INI recipes
+  libjansson-dev                           # JSONL preference datasets (line-numbered parse errors)
   libcriterion-dev                         # unit tests
   python3-torch python3-h5py python3-numpy # benchmarks' eager-PyTorch side, h5py checks in tests
   dataset-fashion-mnist                    # the KD recipe's data set

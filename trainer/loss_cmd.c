@@ -38,6 +38,8 @@
 
 static const loss_entry *const loss_registry[] = {
     &loss_entry_kd,
+    &loss_entry_gkd,
+    &loss_entry_aligndistil,
     &loss_entry_grpo,
     &loss_entry_token_logps,
     &loss_entry_soft_logp,

@@ -68,6 +68,8 @@ void loss_add_value(loss_result *out, const char *name, rt_tensor *value);
 
 /* The families. */
 extern const loss_entry loss_entry_kd;
+extern const loss_entry loss_entry_gkd;
+extern const loss_entry loss_entry_aligndistil;
 extern const loss_entry loss_entry_grpo;
 extern const loss_entry loss_entry_token_logps;
 extern const loss_entry loss_entry_dpo;
