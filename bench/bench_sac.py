@@ -1,8 +1,10 @@
 #!/usr/bin/python3
 """bench_sac.py -- the Python side of run_bench_sac.sh: Pendulum-v1 stepped per
 environment in Python/numpy (Gymnasium style), and one SAC gradient update in
-eager PyTorch, to compare with bench_sac.c (the C plugin through venv) and with
-`rlt train` (the C trainer's update).
+eager PyTorch, to compare with bench_sac.c: --part env (the C plugin through
+venv) and --part sac (the trainer's agent, trainer/sac_agent.h: replay sample
++ one update, what `rlt train` runs per step); the trainer_step variant compares
+with a whole `rlt train` step.
 
 --part env: Pendulum-v1 exactly as gymnasium/envs/classic_control/pendulum.py
   computes it (specs/sac_envs.md 3.1; float64 state, float32 observation,
@@ -19,8 +21,9 @@ eager PyTorch, to compare with bench_sac.c (the C plugin through venv) and with
   Q + target critics, tanh-squashed Gaussian actor, automatic temperature,
   Polyak averaging, Adam with lr 1e-3 everywhere, torch.set_num_threads.
   Two update variants, both eager and idiomatic:
-    trainer  the order and conventions of trainer/sac_train.c's sac_update with
-             the recipe runs/sac-pendulum.ini (sac_envs.md "recommended"):
+    trainer  the order and conventions of trainer/sac_agent.c's
+             sac_agent_update with the recipe runs/sac-pendulum.ini
+             (sac_envs.md "recommended"):
              log_std clamped to [-20, 2], the stable tanh correction in
              normalized units, critic loss 0.5*(mse1 + mse2), actor every
              update, alpha loss on log_alpha with the actor's log-prob
@@ -31,8 +34,8 @@ eager PyTorch, to compare with bench_sac.c (the C plugin through venv) and with
              and two alpha steps every other update, the alpha step on a fresh
              log-prob of the updated actor), Polyak as copy_(tau p + (1-tau) t).
   Both do on average one critic, one actor and one alpha step per update.
-  With --with-step the trainer variant also runs what one `rlt train` step
-  adds around the update: act on one observation (actor sample, no grad),
+  The trainer_step variant also runs what one `rlt train` step adds around
+  the update: act on one observation (actor sample, no grad),
   step a numpy Pendulum, write the transition into the buffer.
   Lines: "py sac_<variant>_h<H> block_ms <ms per update>" for every timed
   block, then "... ms_per_update <best>" and "... median_ms <median>".

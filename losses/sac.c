@@ -510,6 +510,40 @@ static int check_bounds(chk *c, const rt_tensor *low, const rt_tensor *high)
     return rc;
 }
 
+/* The kernel's options for cfg (checked). */
+static rt_squash_opts squash_opts(const sac_config *cfg)
+{
+    rt_squash_opts o;
+    memset(&o, 0, sizeof o);
+    o.log_std_mode = cfg->log_std_mode == SAC_LOG_STD_CLAMP  ? RT_LOG_STD_CLAMP
+                     : cfg->log_std_mode == SAC_LOG_STD_TANH ? RT_LOG_STD_TANH
+                                                             : RT_LOG_STD_NONE;
+    o.log_std_min = sac_log_std_min(cfg);
+    o.log_std_max = cfg->log_std_max;
+    o.epsilon_correction = cfg->correction == SAC_CORR_EPSILON;
+    o.epsilon = cfg->epsilon;
+    return o;
+}
+
+int sac_squash_sample(rt_scope *S, const sac_config *cfg, const rt_tensor *mean, const rt_tensor *log_std_raw,
+                      const rt_tensor *scale, rt_gen *gen, rt_tensor **y, rt_tensor **logp)
+{
+    if (y) *y = NULL;
+    if (logp) *logp = NULL;
+    if (!y || !logp || !gen) return rt_set_error("sac_squash_sample: NULL %s", gen ? "output" : "generator"), RT_EINVAL;
+    if (sac_config_check(cfg) != RT_OK) return RT_EINVAL;
+    chk c = {"sac_squash_sample", -1, -1, -1};
+    int rc;
+    if ((rc = check_float(&c, "mean", mean, 2)) != RT_OK || (rc = check_float(&c, "log_std", log_std_raw, 2)) != RT_OK)
+        return rc;
+    int64_t shape[2] = {c.B, c.A};
+    rt_tensor *eps = rt_randn(S, shape, 2, gen, RT_OPTS((rt_dtype)c.dt)); /* [B,A], sac_squashed_gaussian's draw */
+    rt_squash_opts so = squash_opts(cfg);
+    *y = rt_squashed_gaussian(S, mean, log_std_raw, eps, cfg->action_units == SAC_UNITS_ENV ? scale : NULL, &so, logp);
+    rt_free(eps);
+    return *y ? RT_OK : RT_ERR;
+}
+
 int sac_squashed_gaussian(rt_scope *S, const sac_config *cfg, const sac_squash_inputs *in, rt_gen *gen,
                           sac_squash_out *out, sac_metrics *m)
 {
@@ -532,29 +566,18 @@ int sac_squashed_gaussian(rt_scope *S, const sac_config *cfg, const sac_squash_i
     rc = RT_ERR;
     int64_t shape[2] = {c.B, c.A};
     rt_tensor *eps = in->noise ? rt_detach(W, in->noise) : rt_randn(W, shape, 2, gen, RT_OPTS((rt_dtype)c.dt));
-    rt_tensor *log_std = sac_log_std(W, cfg, in->log_std);
-    rt_tensor *u = rt_add(W, in->mean, rt_mul(W, rt_exp(W, log_std), eps)); /* [B,A] */
-    rt_tensor *y = rt_tanh(W, u);
-    /* log N(u; mean, std) with (u - mean)/std = eps exactly */
-    rt_tensor *gauss = rt_add_scalar(W, rt_neg(W, rt_add(W, rt_mul_scalar(W, rt_square(W, eps), 0.5), log_std)),
-                                     -HALF_LOG_2PI);
+    rt_tensor *log_std = sac_log_std(W, cfg, in->log_std); /* the effective log_std, reported */
     rt_tensor *scale = NULL, *bias = NULL;
     if (in->action_low) {
         scale = rt_mul_scalar(W, rt_sub(W, in->action_high, in->action_low), 0.5); /* [A] */
         bias = rt_mul_scalar(W, rt_add(W, in->action_high, in->action_low), 0.5);
         if (!scale || !bias) goto done;
     }
-    int env = cfg->action_units == SAC_UNITS_ENV && scale;
-    rt_tensor *corr;
-    if (cfg->correction == SAC_CORR_STABLE) {
-        corr = sac_log1m_tanh_sq(W, u);
-        if (env) corr = rt_add(W, corr, rt_log(W, scale));
-    } else {
-        rt_tensor *base = rt_rsub_scalar(W, rt_square(W, y), 1.0);
-        if (env) base = rt_mul(W, base, scale);
-        corr = rt_log(W, rt_add_scalar(W, base, cfg->epsilon));
-    }
-    rt_tensor *logp = rt_sum(W, rt_sub(W, gauss, corr), 1, 0); /* [B] */
+    /* y = tanh(mean + exp(log_std) eps) and its log-density: one fused op */
+    rt_tensor *logp = NULL;
+    rt_squash_opts so = squash_opts(cfg);
+    rt_tensor *y = rt_squashed_gaussian(W, in->mean, in->log_std, eps,
+                                        cfg->action_units == SAC_UNITS_ENV ? scale : NULL, &so, &logp);
     rt_tensor *action = y, *mean_action = rt_tanh(W, rt_detach(W, in->mean));
     if (scale) {
         /* y*scale + bias can round one ulp past a bound when |y| = 1 */

@@ -194,6 +194,16 @@ struct sac_metrics;
 int sac_squashed_gaussian(rt_scope *S, const sac_config *cfg, const sac_squash_inputs *in, rt_gen *gen,
                           sac_squash_out *out, struct sac_metrics *m);
 
+/* The training-loop form: only the sample y = tanh(u) [B,A] and its logp [B]
+ * (both owned by S, differentiable), as one noise draw from gen (the same
+ * [B,A] rt_randn draw sac_squashed_gaussian makes) and one fused op
+ * (rt_squashed_gaussian) -- the same values as sac_squashed_gaussian's
+ * `squashed` and `logp`, without its other outputs or its bounds checks.
+ * scale [A] ((high - low) / 2) matters only for action_units = env; NULL
+ * means normalized units. RT_OK or a negative status (outputs NULL). */
+int sac_squash_sample(rt_scope *S, const sac_config *cfg, const rt_tensor *mean, const rt_tensor *log_std_raw,
+                      const rt_tensor *scale, rt_gen *gen, rt_tensor **y, rt_tensor **logp);
+
 /* ---- Losses ----------------------------------------------------------------- */
 
 /* What a call reports. Fields a part does not produce are NaN

@@ -644,9 +644,10 @@ static rt_tensor *nn_heads_split(rt_scope *S, const nn_attention *m, const nn_li
     return rt_transpose(S, y, 1, 2);              /* [B,H,T,D] */
 }
 
-/* Shared by the full and the cached forward; cache NULL = full. */
+/* Shared by the full and the cached forwards; cache NULL = full, key_mask
+ * NULL = unmasked (the masked entry points refuse a NULL mask first). */
 static rt_tensor *nn_attention_run(rt_scope *S, const nn_attention *m, rt_kv_cache *cache,
-                                   const rt_tensor *x, const char *fn) {
+                                   const rt_tensor *x, const rt_tensor *key_mask, const char *fn) {
     char buf[96];
     int64_t B, T, merged[3];
     rt_tensor *q, *k, *v, *y;
@@ -669,9 +670,11 @@ static rt_tensor *nn_attention_run(rt_scope *S, const nn_attention *m, rt_kv_cac
     if (!q || !k || !v)
         return NULL;
     if (cache)
-        y = rt_causal_attention_cached(S, cache, q, k, v, 0.0); /* [B,H,T,D] over len+T keys */
+        y = key_mask ? rt_causal_attention_cached_masked(S, cache, q, k, v, key_mask, 0.0)
+                     : rt_causal_attention_cached(S, cache, q, k, v, 0.0); /* [B,H,T,D] over len+T keys */
     else
-        y = rt_causal_attention(S, q, k, v, 0.0); /* [B,H,T,D] */
+        y = key_mask ? rt_causal_attention_masked(S, q, k, v, key_mask, 0.0)
+                     : rt_causal_attention(S, q, k, v, 0.0); /* [B,H,T,D] */
     if (!y) {
         nn_wrap_error("%s(%s)", fn, m->q_proj.name);
         return NULL;
@@ -685,7 +688,24 @@ static rt_tensor *nn_attention_run(rt_scope *S, const nn_attention *m, rt_kv_cac
 }
 
 rt_tensor *nn_attention_forward(rt_scope *S, const nn_attention *m, const rt_tensor *x) {
-    return nn_attention_run(S, m, NULL, x, "nn_attention_forward");
+    return nn_attention_run(S, m, NULL, x, NULL, "nn_attention_forward");
+}
+
+/* 1 when the key mask of a masked forward is there; otherwise keeps the
+ * earlier message (a failed op upstream) or says it is missing. */
+static int nn_have_mask(const char *fn, const rt_tensor *key_mask) {
+    if (key_mask)
+        return 1;
+    if (!rt_last_error()[0])
+        rt_set_error("%s: key_mask is NULL (use the unmasked forward when there is no padding)", fn);
+    return 0;
+}
+
+rt_tensor *nn_attention_forward_masked(rt_scope *S, const nn_attention *m, const rt_tensor *x,
+                                       const rt_tensor *key_mask) {
+    if (!x || !nn_have_mask("nn_attention_forward_masked", key_mask))
+        return NULL;
+    return nn_attention_run(S, m, NULL, x, key_mask, "nn_attention_forward_masked");
 }
 
 rt_kv_cache *nn_attention_cache_new(const nn_attention *m, int64_t batch, int64_t max_len) {
@@ -707,7 +727,19 @@ rt_tensor *nn_attention_forward_cached(rt_scope *S, const nn_attention *m, rt_kv
         rt_set_error("nn_attention_forward_cached: cache is NULL");
         return NULL;
     }
-    return nn_attention_run(S, m, cache, x, "nn_attention_forward_cached");
+    return nn_attention_run(S, m, cache, x, NULL, "nn_attention_forward_cached");
+}
+
+rt_tensor *nn_attention_forward_cached_masked(rt_scope *S, const nn_attention *m,
+                                              rt_kv_cache *cache, const rt_tensor *x,
+                                              const rt_tensor *key_mask) {
+    if (!x || !nn_have_mask("nn_attention_forward_cached_masked", key_mask))
+        return NULL;
+    if (!cache) {
+        rt_set_error("nn_attention_forward_cached_masked: cache is NULL");
+        return NULL;
+    }
+    return nn_attention_run(S, m, cache, x, key_mask, "nn_attention_forward_cached_masked");
 }
 
 /* ------------------------------------------------------------------------ */
@@ -763,9 +795,10 @@ fail:
     return RT_ERR;
 }
 
-/* Shared by the full and the cached forward; cache NULL = full. */
+/* Shared by the full and the cached forwards; cache NULL = full, key_mask
+ * NULL = unmasked. */
 static rt_tensor *nn_block_run(rt_scope *S, const nn_block *m, rt_kv_cache *cache,
-                               const rt_tensor *x) {
+                               const rt_tensor *x, const rt_tensor *key_mask) {
     rt_tensor *a, *h, *f;
     if (!x)
         return NULL;
@@ -774,8 +807,11 @@ static rt_tensor *nn_block_run(rt_scope *S, const nn_block *m, rt_kv_cache *cach
         return NULL;
     }
     a = nn_layer_norm_forward(S, &m->ln_1, x); /* [B,T,C] */
-    a = cache ? nn_attention_forward_cached(S, &m->attn, cache, a)
-              : nn_attention_forward(S, &m->attn, a); /* [B,T,C] */
+    a = nn_attention_run(S, &m->attn, cache, a, key_mask,
+                         cache ? (key_mask ? "nn_attention_forward_cached_masked"
+                                           : "nn_attention_forward_cached")
+                               : (key_mask ? "nn_attention_forward_masked"
+                                           : "nn_attention_forward")); /* [B,T,C] */
     h = rt_add(S, x, a);                              /* [B,T,C] residual */
     f = nn_layer_norm_forward(S, &m->ln_2, h);        /* [B,T,C] */
     f = nn_linear_forward(S, &m->fc, f);              /* [B,T,hidden] */
@@ -785,7 +821,14 @@ static rt_tensor *nn_block_run(rt_scope *S, const nn_block *m, rt_kv_cache *cach
 }
 
 rt_tensor *nn_block_forward(rt_scope *S, const nn_block *m, const rt_tensor *x) {
-    return nn_block_run(S, m, NULL, x);
+    return nn_block_run(S, m, NULL, x, NULL);
+}
+
+rt_tensor *nn_block_forward_masked(rt_scope *S, const nn_block *m, const rt_tensor *x,
+                                   const rt_tensor *key_mask) {
+    if (!x || !nn_have_mask("nn_block_forward_masked", key_mask))
+        return NULL;
+    return nn_block_run(S, m, NULL, x, key_mask);
 }
 
 rt_tensor *nn_block_forward_cached(rt_scope *S, const nn_block *m, rt_kv_cache *cache,
@@ -794,5 +837,16 @@ rt_tensor *nn_block_forward_cached(rt_scope *S, const nn_block *m, rt_kv_cache *
         rt_set_error("nn_block_forward_cached: cache is NULL");
         return NULL;
     }
-    return nn_block_run(S, m, cache, x);
+    return nn_block_run(S, m, cache, x, NULL);
+}
+
+rt_tensor *nn_block_forward_cached_masked(rt_scope *S, const nn_block *m, rt_kv_cache *cache,
+                                          const rt_tensor *x, const rt_tensor *key_mask) {
+    if (!x || !nn_have_mask("nn_block_forward_cached_masked", key_mask))
+        return NULL;
+    if (!cache) {
+        rt_set_error("nn_block_forward_cached_masked: cache is NULL");
+        return NULL;
+    }
+    return nn_block_run(S, m, cache, x, key_mask);
 }

@@ -1,8 +1,8 @@
 /*
  * nn.h -- small neural-network building blocks in plain C over tensor.h:
  * a named parameter registry, Linear, MLP, Embedding, LayerNorm, RMSNorm,
- * causal self-attention (with a KV-cache decoding path) and a pre-norm
- * transformer block, so that the models rlt needs (an MLP for SAC and
+ * causal self-attention (with a KV-cache decoding path and key-masked forms
+ * for left-padded batches) and a pre-norm transformer block, so that the models rlt needs (an MLP for SAC and
  * knowledge distillation, a small GPT) are a few lines each.
  *
  * Conventions (they hold for every module below):
@@ -244,6 +244,20 @@ rt_kv_cache *nn_attention_cache_new(const nn_attention *m, int64_t batch, int64_
  * with the full forward. */
 rt_tensor *nn_attention_forward_cached(rt_scope *S, const nn_attention *m,
                                               rt_kv_cache *cache, const rt_tensor *x);
+/* Masked forms for left-padded batches (tensor.h's padding convention):
+ * key_mask marks the real positions (nonzero = real) and no query attends to
+ * a masked key; a query with no visible key (a pad position at the left edge)
+ * gets a zero attention output, never NaN. key_mask is required here (NULL ->
+ * NULL); call the unmasked forms when there is no padding.
+ *   full:    x [B,T,C], key_mask [B,T]
+ *   cached:  x [B,T,C] (the next T positions), key_mask [B, len+T] covering
+ *            the cached positions and the new ones (len = rt_kv_cache_len
+ *            before the call). */
+rt_tensor *nn_attention_forward_masked(rt_scope *S, const nn_attention *m, const rt_tensor *x,
+                                       const rt_tensor *key_mask);
+rt_tensor *nn_attention_forward_cached_masked(rt_scope *S, const nn_attention *m,
+                                              rt_kv_cache *cache, const rt_tensor *x,
+                                              const rt_tensor *key_mask);
 
 /* ------------------------------------------------------------------------ */
 /* Pre-norm transformer block (GPT-2 layout)                                 */
@@ -289,6 +303,13 @@ rt_tensor *nn_block_forward(rt_scope *S, const nn_block *m, const rt_tensor *x);
  * &m->attn, ...)); x [B,T,C] are the next T positions -> [B,T,C]. */
 rt_tensor *nn_block_forward_cached(rt_scope *S, const nn_block *m, rt_kv_cache *cache,
                                           const rt_tensor *x);
+/* The same with a key mask (see nn_attention_forward_masked): key_mask [B,T]
+ * for the full forward, [B, len+T] for the cached one. Only attention reads
+ * the mask; every other part of the block is per position. */
+rt_tensor *nn_block_forward_masked(rt_scope *S, const nn_block *m, const rt_tensor *x,
+                                   const rt_tensor *key_mask);
+rt_tensor *nn_block_forward_cached_masked(rt_scope *S, const nn_block *m, rt_kv_cache *cache,
+                                          const rt_tensor *x, const rt_tensor *key_mask);
 
 #ifdef __cplusplus
 }

@@ -570,6 +570,98 @@ RT_API int rt_optim_state_get(const rt_optim *o, const char *name, rt_scope *S,
 RT_API int rt_optim_state_set(rt_optim *o, const char *name, const rt_optim_state *in);
 
 /* ------------------------------------------------------------------------ */
+/* Sequence models: masked attention, sampling (tensor_seq.cpp)              */
+/* ------------------------------------------------------------------------ */
+
+/* Padding convention (HF/TRL): prompts are LEFT-padded, a mask [B,T] marks the
+ * real tokens (any dtype; nonzero = real), position ids are
+ * max(cumsum(mask) - 1, 0), and attention never looks at a masked key.
+ *
+ * Causal attention with a key mask: as rt_causal_attention (query i at
+ * absolute position Tk-Tq+i sees keys 0..Tk-Tq+i), and key j is visible only
+ * where key_mask[b, j] is set.
+ *   q [B,H,Tq,D], k [B,H,Tk,D], v [B,H,Tk,Dv], key_mask [B,Tk] -> [B,H,Tq,Dv]
+ * A query that sees no key at all (a pad query at the left edge, or a row
+ * with no real token) gets an output row of zeros and a zero gradient, never
+ * NaN. key_mask is required (NULL -> NULL, like any input); use
+ * rt_causal_attention when there is no padding. scale <= 0 means 1/sqrt(D).
+ * With nothing to differentiate (no-grad, an inference region, or no input
+ * requiring grad) on the CPU in float32/float64 and Tq <= 32 (decoding, short
+ * prefills), a direct kernel runs instead of the matmul composition: one pass
+ * over K and V per (b, h) row, AVX2+FMA where the CPU has it, rows spread over
+ * the intra-op threads, the same bits at any thread count. It agrees with the
+ * composition to rounding (~1e-7 relative in float32). */
+RT_API rt_tensor *rt_causal_attention_masked(rt_scope *S, const rt_tensor *q, const rt_tensor *k,
+                                             const rt_tensor *v, const rt_tensor *key_mask, double scale);
+/* Through the cache: append (k, v) [B,H,T,D], then attend q [B,H,T,D] over
+ * everything cached. key_mask [B, len+T] covers the cached positions and the
+ * new ones (len = rt_kv_cache_len before the call). A key_mask of the wrong
+ * shape is refused before anything is appended. */
+RT_API rt_tensor *rt_causal_attention_cached_masked(rt_scope *S, rt_kv_cache *c, const rt_tensor *q,
+                                                    const rt_tensor *k, const rt_tensor *v,
+                                                    const rt_tensor *key_mask, double scale);
+
+/* Decoding with packed projections (a model's sampling path; no autograd).
+ * rt_attn_cache holds keys and values [batch, heads, max_len, head_dim] in
+ * float32/float64, allocated uninitialised: positions at or past its length
+ * are never read, so a new cache costs no fill. Free with rt_attn_cache_free
+ * (NULL-safe); rt_attn_cache_clear forgets the positions and keeps the
+ * buffers. */
+typedef struct rt_attn_cache rt_attn_cache;
+RT_API rt_attn_cache *rt_attn_cache_new(int64_t batch, int64_t heads, int64_t max_len,
+                                        int64_t head_dim, rt_opts o);
+RT_API void rt_attn_cache_free(rt_attn_cache *c);
+RT_API int64_t rt_attn_cache_len(const rt_attn_cache *c); /* -1 for NULL */
+RT_API void rt_attn_cache_clear(rt_attn_cache *c);
+/* qkv [B,T,3*H*D]: the q, k and v projections of the next T positions side
+ * by side (x @ cat(Wq, Wk, Wv)^T, each part heads-major as [H,D]), in the
+ * cache's dtype. Appends the k and v parts, then attends the q part over
+ * everything cached exactly as rt_causal_attention_cached_masked does
+ * (key_mask [B, len+T], len = rt_attn_cache_len before the call; scale <= 0
+ * means 1/sqrt(D)), and returns the heads merged: [B,T,H*D], ready for the
+ * output projection. Shape errors (and overflow past max_len) are refused
+ * before anything is appended. */
+RT_API rt_tensor *rt_attention_qkv_cached(rt_scope *S, rt_attn_cache *c, const rt_tensor *qkv,
+                                          const rt_tensor *key_mask, double scale);
+/* GELU with the tanh approximation for inference (no grad), computed as
+ * x / (1 + exp(-2u)), u = sqrt(2/pi) (x + 0.044715 x^3) -- the same function
+ * as rt_gelu(x, 1). float32 on a CPU with AVX2 uses a vectorised exp: within
+ * ~4 ulp of the exact value (torch's 0.5 x (1 + tanh u) loses relative
+ * accuracy for negative x instead); other inputs take rt_gelu's kernel. */
+RT_API rt_tensor *rt_gelu_tanh_inference(rt_scope *S, const rt_tensor *x);
+
+/* One token per row from logits [N,V] (float32/float64), filtered as
+ * HF generate's warpers do, in this order:
+ *   temperature  z = logits / temperature; 0 = greedy (argmax of the logits)
+ *   top_k        keep the k largest (ties with the k-th stay); 0 = off
+ *   top_p        nucleus: in descending order keep a token while the mass
+ *                before it is < top_p (the first always stays); 1 = off
+ * and drawn with the Gumbel-max trick (argmax of log p + Gumbel noise from g,
+ * one [N,V] draw per call, so the same generator state gives the same tokens
+ * at any thread count). Returns int64 [N]; *logp (may be NULL) receives [N],
+ * the log-probability of each token under the filtered distribution
+ * (log_softmax of the filtered z; at temperature 0, of the filtered raw
+ * logits). Runs without grad. g may be NULL only for greedy decoding. */
+RT_API rt_tensor *rt_sample_logits(rt_scope *S, const rt_tensor *logits, double temperature,
+                                   int64_t top_k, double top_p, rt_gen *g, rt_tensor **logp);
+/* The filtered logits alone: logits [..., V] -> [..., V] divided by the
+ * temperature (when > 0), with the tokens top-k and top-p drop set to -inf,
+ * so log_softmax of the result is rt_sample_logits' sampling distribution.
+ * Runs without grad (for recomputing sampling log-probs, not for training). */
+RT_API rt_tensor *rt_filter_logits(rt_scope *S, const rt_tensor *logits, double temperature,
+                                   int64_t top_k, double top_p);
+
+/* Inference region (per thread) for decoding loops: grad mode off, and ops
+ * dispatch below the autograd layer (as rt_*_out do), which saves a few
+ * microseconds per op. Results never carry autograd history, even from
+ * inputs that require grad; do not train inside a region. Regions nest:
+ *     int r = rt_inference_begin(); ...; rt_inference_end(r);
+ * rt_inference_end restores exactly the state rt_inference_begin saw; it
+ * refuses (RT_EINVAL) a region that is not the innermost open one. */
+RT_API int rt_inference_begin(void);
+RT_API int rt_inference_end(int region);
+
+/* ------------------------------------------------------------------------ */
 /* Fused kernels (tensor_fused.cpp)                                          */
 /* ------------------------------------------------------------------------ */
 
@@ -604,6 +696,102 @@ RT_API int rt_optim_state_set(rt_optim *o, const char *name, const rt_optim_stat
  * its position); a non-CPU tensor. */
 RT_API rt_tensor *rt_token_logps(rt_scope *S, const rt_tensor *logits, const rt_tensor *ids,
                                  double temperature, rt_tensor **entropy);
+
+/* ------------------------------------------------------------------------ */
+/* Fast paths for small-network training (SAC): fused Adam, Polyak, an      */
+/* ensemble MLP, multi-view splits and the squashed Gaussian                */
+/* (tensor_optim.cpp, tensor_fused.cpp). Each replaces a chain of small     */
+/* dispatched ops whose per-op cost dominates at hidden sizes like 64.      */
+/* ------------------------------------------------------------------------ */
+
+/* Adam / AdamW (kind RT_ADAM or RT_ADAMW; amsgrad and weight decay as
+ * rt_optim_new) stepped by one pass over each parameter's elements instead
+ * of ~10 dispatched ops per parameter. Same math as torch.optim.Adam(W)
+ * (torch 1.13's order of operations; results agree to rounding, not bit for
+ * bit). Everything else of rt_optim works on it unchanged: names, lr, state
+ * get/set (so checkpoints are the same), rt_optim_param.
+ * Two differences:
+ *   - a parameter may be a VIEW of a leaf (e.g. one member of an ensemble's
+ *     stacked weights, rt_select(NULL, stacked, 0, k)): its gradient is the
+ *     same part of the leaf's gradient, and its step writes into the leaf.
+ *     Views and leaves must be contiguous and must not overlap. Make such
+ *     views with grad mode on, after the leaf requires grad: torch refuses
+ *     to use a view made under no-grad once its storage changed in place;
+ *   - rt_optim_zero_grad releases the gradients (torch's set_to_none=True)
+ *     instead of writing zeros: the next backward stores its gradient
+ *     without an add, and rt_has_grad() is 0 until then.
+ * Parameters without a gradient are skipped, as torch does. float32 and
+ * float64 CPU parameters. RT_SGD is refused (RT_EINVAL). */
+RT_API rt_optim *rt_optim_new_fused(rt_optim_kind kind, rt_tensor *const *params,
+                                    const char *const *names, size_t n, const rt_optim_opts *opts);
+
+/* For i < n, under no-grad: dst[i] <- dst[i] + w * (src[i] - dst[i]) (Polyak
+ * averaging of target networks; w = tau), one pass per pair. Shapes and
+ * dtypes must match pair by pair; contiguous float32/float64 CPU pairs take
+ * the loop, anything else rt_lerp_'s path. */
+RT_API int rt_lerp_many_(rt_tensor *const *dst, rt_tensor *const *src, size_t n, double w);
+
+/* An ensemble of E ReLU MLPs of the same widths, or one MLP, as ONE autograd
+ * node with a hand-written backward:
+ *   h_0 = x,  h_{l+1} = act_l(h_l W_l^T + b_l),  act = ReLU between layers,
+ *   and ReLU after the last layer too when relu_out (else identity).
+ * Ensemble: weights[l] [E, out_l, in_l] (PyTorch Linear layout per member),
+ *   biases[l] [E, out_l]; x [B, in_0] (every member reads it) or
+ *   [E, B, in_0]; result [E, B, out_last]. One member: weights[l]
+ *   [out_l, in_l], biases[l] [out_l], x [B, in_0]; result [B, out_last].
+ * The backward computes only what is needed: no weight gradient for weights
+ * that do not require grad (pass rt_detach'ed weights to differentiate
+ * through a network without touching its parameters), no input gradient
+ * for an x that does not. ReLU'(0) = 0, as torch. Under no-grad nothing is
+ * saved. float32/float64 CPU, one dtype; 1 <= n_layers <= 16.
+ * Errors: NULL with the layer, the expected and the given shapes. */
+RT_API rt_tensor *rt_mlp(rt_scope *S, const rt_tensor *x, rt_tensor *const *weights,
+                         rt_tensor *const *biases, int n_layers, int relu_out);
+
+/* The n slices of a along dim as views (torch.unbind): out[i] = a[..., i, ...]
+ * without dim, owned by S; n must equal rt_size(a, dim) (at most RT_MAX_UNBIND).
+ * One op and, when a requires grad, one autograd node whose backward stacks
+ * the slices' gradients -- n rt_select calls cost n nodes that each write a
+ * zero-filled copy of a. Returns RT_OK or a negative status (out all NULL). */
+#define RT_MAX_UNBIND 64
+RT_API int rt_unbind(rt_scope *S, const rt_tensor *a, int64_t dim, int64_t n, rt_tensor **out);
+/* a split into n equal views along dim (torch.chunk with a size that n
+ * divides), owned by S; one op, one autograd node (its backward
+ * concatenates). Returns RT_OK or a negative status (out all NULL). */
+RT_API int rt_chunk(rt_scope *S, const rt_tensor *a, int64_t n, int64_t dim, rt_tensor **out);
+
+/* How rt_squashed_gaussian turns the raw log-std head into log_std. */
+typedef enum rt_log_std_mode {
+    RT_LOG_STD_CLAMP = 0, /* clamp(raw, min, max); gradient 0 outside       */
+    RT_LOG_STD_TANH = 1,  /* min + (max - min) (tanh(raw) + 1) / 2           */
+    RT_LOG_STD_NONE = 2   /* raw                                             */
+} rt_log_std_mode;
+
+typedef struct rt_squash_opts {
+    rt_log_std_mode log_std_mode;
+    double log_std_min, log_std_max; /* the bounds of CLAMP and TANH          */
+    int epsilon_correction; /* 0: log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)),
+                               exact; 1: log(scale (1 - y^2) + epsilon)     */
+    double epsilon;
+} rt_squash_opts;
+
+/* The tanh-squashed diagonal Gaussian of SAC, sampled by reparameterization
+ * and scored, in one autograd node (rsample + log_prob with the tanh
+ * correction, summed over the last dimension):
+ *   log_std = the head's raw output through o->log_std_mode      [B,A]
+ *   u = mean + exp(log_std) * eps,  y = tanh(u)                    -> result [B,A]
+ *   *logp = sum_j [ -eps_j^2/2 - log_std_j - log(2 pi)/2 - corr_j ] -> [B]
+ *   corr_j = log(1 - y_j^2) (+ log scale_j when scale is given), or with
+ *            epsilon_correction log(s_j (1 - y_j^2) + epsilon), s_j = scale_j or 1.
+ * eps [B,A] is the noise (draw it with rt_randn; no gradient flows to it);
+ * scale [A] (may be NULL) the action scale of the density in env units.
+ * Both outputs are differentiable with respect to mean and log_std_raw.
+ * float32/float64 CPU, one dtype. logp must not be NULL. */
+RT_API rt_tensor *rt_squashed_gaussian(rt_scope *S, const rt_tensor *mean, const rt_tensor *log_std_raw,
+                                       const rt_tensor *eps, const rt_tensor *scale,
+                                       const rt_squash_opts *o, rt_tensor **logp);
+
+/* (end of the fast paths for small-network training) */
 
 #ifdef __cplusplus
 }

@@ -12,11 +12,14 @@
  *      the squashed-Gaussian policy;
  *   2. step the environments (same-step autoreset keeps each final
  *      observation) and store (s, a, r, s'_final, terminated, truncated);
- *   3. from learning_starts on, gradient_steps updates: the twin critics
- *      against the clipped double-Q target with the entropy term; every
- *      policy_frequency updates the actor (policy_frequency times, CleanRL's
- *      compensation) and log alpha; Polyak averaging of the target critics
- *      every target_network_frequency updates.
+ *   3. from learning_starts on, gradient_steps updates, each on a fresh
+ *      replay batch (sac_agent.h: the twin critics against the clipped
+ *      double-Q target with the entropy term; every policy_frequency updates
+ *      the actor, policy_frequency times, CleanRL's compensation, and log
+ *      alpha; Polyak averaging of the target critics every
+ *      target_network_frequency updates); metrics only before a log line.
+ * This file is the loop; the networks, optimizers and the update itself are
+ * the agent's (sac_agent.c), which bench/bench_sac.c times on its own.
  * Box actions are stored and fed to the critics in normalized units [-1, 1];
  * the environments get them rescaled to their Box bounds. Discrete actions
  * are stored as float indices.
@@ -35,10 +38,10 @@
 #include "algo.h"
 #include "ckpt.h"
 #include "envl.h"
-#include "nn.h"
 #include "replay.h"
 #include "run.h"
 #include "sac.h"
+#include "sac_agent.h"
 #include "tensor.h"
 #include "venv.h"
 
@@ -119,103 +122,23 @@ static void sac_train_check(const void *cfgp, cfg_check *ck) {
 }
 
 /* ------------------------------------------------------------------------ */
-/* The agent                                                                 */
+/* The job                                                                   */
 /* ------------------------------------------------------------------------ */
-
-enum { NET_ACTOR, NET_Q1, NET_Q2, NET_Q1_TARGET, NET_Q2_TARGET, NET_COUNT };
-static const char *const net_role[NET_COUNT] = {"actor", "q1", "q2", "q1_target", "q2_target"};
 
 typedef struct sac_job {
     sac_train_cfg cfg;
     envl_plugin *plugin;
     venv *env;
-    int64_t obs_dim, act_dim;
-    int discrete;           /* Discrete action space: act_dim 1, n_actions choices */
-    int64_t n_actions;
+    sac_agent agent;        /* networks, optimizers, generators, the update (sac_agent.h) */
     rb *buffer;
-    nn_params *P[NET_COUNT];
-    nn_mlp body[NET_COUNT]; /* actor: obs -> h -> h (ReLU); critics: obs+act -> h -> h -> 1 */
-    nn_linear mean_head, log_std_head; /* actor heads: h -> act_dim */
-    nn_params *qparams;     /* q1 and q2 together, for one critic optimizer (CleanRL) */
-    rt_tensor *log_alpha;   /* [1], caller-owned */
-    rt_tensor *act_low, *act_high; /* [A] Box bounds */
-    rt_optim *opt_actor, *opt_q, *opt_alpha;
-    rt_gen *init_gen, *gen;
-    sac_config squash_cfg, critic_cfg, actor_cfg, alpha_cfg;
-    double target_entropy;
     uint8_t *env_blob;
     size_t env_blob_size;
     float *obs_prev, *actions_norm, *actions_env; /* host buffers [n*obs_dim], [n*act_dim] x2 */
     int32_t *actions_int;   /* Discrete: [n] the env's int32 actions */
-    int64_t updates;        /* gradient updates done (saved) */
-    sac_metrics last_critic, last_actor, last_alpha;
-    double last_alpha_value;
 } sac_job;
 
-/* Actor forward: mean and raw log_std heads [B,A] of obs [B,obs_dim]
- * (Discrete: *mean receives the logits [B,n_actions]; log_std may be NULL). */
-static void sac_actor_forward(rt_scope *S, const sac_job *J, const rt_tensor *obs, rt_tensor **mean,
-                              rt_tensor **log_std) {
-    rt_tensor *h = nn_mlp_forward(S, &J->body[NET_ACTOR], obs); /* [B,h] */
-    *mean = nn_linear_forward(S, &J->mean_head, h);             /* [B,A] */
-    if (log_std) *log_std = J->discrete ? NULL : nn_linear_forward(S, &J->log_std_head, h); /* [B,A] */
-}
-
-/* Discrete: Q(s, .) [B,n_actions] of critic `net`. */
-static rt_tensor *sac_q_all(rt_scope *S, const sac_job *J, int net, const rt_tensor *obs) {
-    return nn_mlp_forward(S, &J->body[net], obs);
-}
-
-/* Q(s, a) [B] of critic `net` for obs [B,obs_dim], actions [B,A] (normalized). */
-static rt_tensor *sac_q(rt_scope *S, const sac_job *J, int net, const rt_tensor *obs, const rt_tensor *act) {
-    rt_tensor *pair[2] = {(rt_tensor *)obs, (rt_tensor *)act};
-    rt_tensor *q = nn_mlp_forward(S, &J->body[net], rt_cat(S, pair, 2, 1)); /* [B,1] */
-    return rt_squeeze(S, q, 1);                                               /* [B]   */
-}
-
-/* A policy sample for obs: normalized action y [B,A] and log-prob [B]. */
-static int sac_sample(rt_scope *S, sac_job *J, const rt_tensor *obs, rt_tensor **y, rt_tensor **logp) {
-    rt_tensor *mean, *log_std;
-    sac_actor_forward(S, J, obs, &mean, &log_std);
-    sac_squash_inputs in = {mean, log_std, NULL, NULL, NULL};
-    sac_squash_out out;
-    if (!mean || !log_std || sac_squashed_gaussian(S, &J->squash_cfg, &in, J->gen, &out, NULL) != RT_OK) return -1;
-    *y = out.squashed;
-    *logp = out.logp;
-    return 0;
-}
-
-static int sac_build_net(sac_job *J, int net, int64_t in, int64_t out_dim, rt_gen *g) {
-    int64_t w[4] = {in, J->cfg.hidden, J->cfg.hidden, out_dim};
-    J->P[net] = nn_params_new();
-    if (!J->P[net]) return -1;
-    if (net == NET_ACTOR && J->discrete) {
-        /* body ends at the last hidden layer; a linear head gives the logits */
-        return (nn_mlp_init(&J->body[net], J->P[net], "body", w, 3, NN_ACT_RELU, NN_ACT_RELU, RT_OPTS(RT_F32), g) < 0 ||
-                nn_linear_init(&J->mean_head, J->P[net], "logits", J->cfg.hidden, J->n_actions, 1, RT_OPTS(RT_F32), g) < 0)
-                   ? -1 : 0;
-    }
-    if (net == NET_ACTOR) {
-        /* body ends at the last hidden layer; two linear heads read it */
-        return (nn_mlp_init(&J->body[net], J->P[net], "body", w, 3, NN_ACT_RELU, NN_ACT_RELU, RT_OPTS(RT_F32), g) < 0 ||
-                nn_linear_init(&J->mean_head, J->P[net], "mean", J->cfg.hidden, J->act_dim, 1, RT_OPTS(RT_F32), g) < 0 ||
-                nn_linear_init(&J->log_std_head, J->P[net], "log_std", J->cfg.hidden, J->act_dim, 1, RT_OPTS(RT_F32), g) < 0)
-                   ? -1 : 0;
-    }
-    return nn_mlp_init(&J->body[net], J->P[net], "net", w, 4, NN_ACT_RELU, NN_ACT_NONE, RT_OPTS(RT_F32), g);
-}
-
 static void sac_job_free(sac_job *J) {
-    rt_optim_free(J->opt_actor);
-    rt_optim_free(J->opt_q);
-    rt_optim_free(J->opt_alpha);
-    for (int i = 0; i < NET_COUNT; i++) nn_params_free(J->P[i]);
-    nn_params_free(J->qparams); /* its handles alias the q1/q2 tensors */
-    rt_free(J->log_alpha);
-    rt_free(J->act_low);
-    rt_free(J->act_high);
-    rt_gen_free(J->init_gen);
-    rt_gen_free(J->gen);
+    sac_agent_free(&J->agent);
     rb_free(J->buffer);
     venv_free(J->env);
     envl_close(J->plugin);
@@ -226,8 +149,8 @@ static void sac_job_free(sac_job *J) {
     free(J->actions_int);
 }
 
-/* Environment, buffer, networks, optimizers; registers everything in ck
- * (when not NULL). Messages through run_fail. */
+/* Environment, agent, buffer; registers everything in ck (when not NULL).
+ * Messages through run_fail. */
 static int sac_job_build(sac_job *J, run_ctx *r, ck_state *ck, uint32_t num_envs, uint64_t env_seed) {
     sac_train_cfg *c = &J->cfg;
     char err[2048];
@@ -240,88 +163,43 @@ static int sac_job_build(sac_job *J, run_ctx *r, ck_state *ck, uint32_t num_envs
     if (rc < 0) return run_fail(r, RUN_EXIT_USAGE, "env.name = '%s': %s", c->env, err);
     if (venv_create(J->plugin, c->env_config, num_envs, env_seed, 100, &J->env, err, sizeof err) < 0)
         return run_fail(r, RUN_EXIT_USAGE, "env %s: %s", c->env, err);
+
+    /* The agent, shaped by the environment's spaces. */
     const env_space *as = venv_act_space(J->env);
-    J->discrete = as->kind == ENV_SPACE_DISCRETE;
-    J->n_actions = J->discrete ? as->n : 0;
-    J->obs_dim = venv_info(J->env)->obs_dim;
-    J->act_dim = venv_info(J->env)->act_dim;
-    float lo[64], hi[64];
-    if (J->act_dim > 64) return run_fail(r, RUN_EXIT_USAGE, "action dimension %lld > 64", (long long)J->act_dim);
-    if (J->discrete && (J->act_dim != 1 || J->n_actions < 2))
+    sac_agent_config ac = sac_agent_config_default();
+    int discrete = as->kind == ENV_SPACE_DISCRETE;
+    ac.obs_dim = venv_info(J->env)->obs_dim;
+    ac.act_dim = venv_info(J->env)->act_dim;
+    ac.n_actions = discrete ? as->n : 0;
+    if (ac.act_dim > 64) return run_fail(r, RUN_EXIT_USAGE, "action dimension %lld > 64", (long long)ac.act_dim);
+    if (discrete && (ac.act_dim != 1 || ac.n_actions < 2))
         return run_fail(r, RUN_EXIT_USAGE, "env %s: a Discrete space needs one action with >= 2 choices", c->env);
-    for (int64_t i = 0; i < J->act_dim && !J->discrete; i++) {
-        lo[i] = (float)as->low[i];
-        hi[i] = (float)as->high[i];
-        if (!isfinite(lo[i]) || !isfinite(hi[i]))
+    for (int64_t i = 0; i < ac.act_dim && !discrete; i++) {
+        ac.act_low[i] = (float)as->low[i];
+        ac.act_high[i] = (float)as->high[i];
+        if (!isfinite(ac.act_low[i]) || !isfinite(ac.act_high[i]))
             return run_fail(r, RUN_EXIT_USAGE, "env %s: unbounded action space (dimension %lld)", c->env, (long long)i);
     }
-    int64_t ad[1] = {J->act_dim};
-    if (!J->discrete) {
-        J->act_low = rt_from_data(NULL, lo, ad, 1, RT_OPTS(RT_F32));
-        J->act_high = rt_from_data(NULL, hi, ad, 1, RT_OPTS(RT_F32));
-    }
-
-    /* Losses in the chosen conventions. */
-    sac_reference ref = (sac_reference)c->reference;
-    J->squash_cfg = sac_config_reference(SAC_PART_SQUASH, ref);
-    J->critic_cfg = sac_config_reference(J->discrete ? SAC_PART_DISCRETE_CRITIC : SAC_PART_CRITIC, ref);
-    J->actor_cfg = sac_config_reference(J->discrete ? SAC_PART_DISCRETE_ACTOR : SAC_PART_ACTOR, ref);
-    J->alpha_cfg = sac_config_reference(J->discrete ? SAC_PART_DISCRETE_ALPHA : SAC_PART_ALPHA, ref);
-    J->critic_cfg.gamma = c->gamma;
-    J->target_entropy = J->discrete ? sac_target_entropy(&J->alpha_cfg, J->n_actions, 1)
-                                    : sac_target_entropy(&J->alpha_cfg, J->act_dim, 0);
-
-    /* Networks: all initialised up front from one generator. Continuous
-     * critics read (s, a) and give one value; discrete ones read s and give
-     * one value per action. */
-    int64_t q_in = J->discrete ? J->obs_dim : J->obs_dim + J->act_dim, q_out = J->discrete ? J->n_actions : 1;
-    J->init_gen = rt_gen_new((uint64_t)c->run.seed);
-    J->gen = rt_gen_new((uint64_t)c->run.seed + 1);
-    if (!J->init_gen || !J->gen || sac_build_net(J, NET_ACTOR, J->obs_dim, J->act_dim, J->init_gen) < 0 ||
-        sac_build_net(J, NET_Q1, q_in, q_out, J->init_gen) < 0 || sac_build_net(J, NET_Q2, q_in, q_out, J->init_gen) < 0 ||
-        sac_build_net(J, NET_Q1_TARGET, q_in, q_out, J->init_gen) < 0 ||
-        sac_build_net(J, NET_Q2_TARGET, q_in, q_out, J->init_gen) < 0 ||
-        nn_params_copy_(J->P[NET_Q1_TARGET], J->P[NET_Q1]) < 0 || nn_params_copy_(J->P[NET_Q2_TARGET], J->P[NET_Q2]) < 0)
-        return run_fail(r, RUN_EXIT_FAIL, "building the networks: %s", rt_last_error());
-    nn_params_set_requires_grad(J->P[NET_Q1_TARGET], 0);
-    nn_params_set_requires_grad(J->P[NET_Q2_TARGET], 0);
-
-    /* One critic optimizer over both critics (CleanRL, SB3). */
-    J->qparams = nn_params_new();
-    const char *qn[2] = {"q1", "q2"};
-    for (int k = 0; k < 2 && J->qparams; k++) {
-        const nn_params *src = J->P[NET_Q1 + k];
-        for (size_t i = 0; i < nn_params_count(src); i++) {
-            char name[NN_NAME_MAX];
-            snprintf(name, sizeof name, "%s.%s", qn[k], nn_params_name(src, i));
-            rt_tensor *alias = rt_alias(NULL, nn_params_tensor(src, i));
-            if (!alias || nn_params_add(J->qparams, name, alias) < 0) return run_fail(r, RUN_EXIT_FAIL, "%s", rt_last_error());
-        }
-    }
-    double la = log(c->alpha);
-    int64_t one[1] = {1};
-    float la32 = (float)la;
-    J->log_alpha = rt_from_data(NULL, &la32, one, 1, RT_OPTS(RT_F32));
-    if (!J->qparams || !J->log_alpha || rt_set_requires_grad(J->log_alpha, 1) < 0)
-        return run_fail(r, RUN_EXIT_FAIL, "%s", rt_last_error());
-    rt_optim_opts oa = rt_optim_defaults(RT_ADAM), oq = oa, ol = oa;
-    oa.lr = c->policy_lr;
-    oq.lr = c->q_lr;
-    ol.lr = c->alpha_lr;
-    const char *la_name[1] = {"log_alpha"};
-    J->opt_actor = rt_optim_new(RT_ADAM, nn_params_tensors(J->P[NET_ACTOR]), nn_params_names(J->P[NET_ACTOR]),
-                                nn_params_count(J->P[NET_ACTOR]), &oa);
-    J->opt_q = rt_optim_new(RT_ADAM, nn_params_tensors(J->qparams), nn_params_names(J->qparams),
-                            nn_params_count(J->qparams), &oq);
-    J->opt_alpha = rt_optim_new(RT_ADAM, &J->log_alpha, la_name, 1, &ol);
-    if (!J->opt_actor || !J->opt_q || !J->opt_alpha) return run_fail(r, RUN_EXIT_FAIL, "optimizer: %s", rt_last_error());
+    ac.hidden = c->hidden;
+    ac.gamma = c->gamma;
+    ac.tau = c->tau;
+    ac.policy_lr = c->policy_lr;
+    ac.q_lr = c->q_lr;
+    ac.alpha_lr = c->alpha_lr;
+    ac.policy_frequency = c->policy_frequency;
+    ac.target_network_frequency = c->target_network_frequency;
+    ac.autotune = c->autotune;
+    ac.alpha = c->alpha;
+    ac.reference = (sac_reference)c->reference;
+    ac.seed = (uint64_t)c->run.seed;
+    if (sac_agent_init(&J->agent, &ac) < 0) return run_fail(r, RUN_EXIT_FAIL, "building the agent: %s", rt_last_error());
 
     /* Replay buffer and host buffers. */
     int64_t cap = c->buffer_size < c->total_steps ? c->buffer_size : c->total_steps;
-    J->buffer = rb_new(cap, J->obs_dim, J->act_dim);
-    J->obs_prev = calloc((size_t)(num_envs * J->obs_dim), sizeof(float));
-    J->actions_norm = calloc((size_t)(num_envs * J->act_dim), sizeof(float));
-    J->actions_env = calloc((size_t)(num_envs * J->act_dim), sizeof(float));
+    J->buffer = rb_new(cap, ac.obs_dim, ac.act_dim);
+    J->obs_prev = calloc((size_t)(num_envs * ac.obs_dim), sizeof(float));
+    J->actions_norm = calloc((size_t)(num_envs * ac.act_dim), sizeof(float));
+    J->actions_env = calloc((size_t)(num_envs * ac.act_dim), sizeof(float));
     J->actions_int = calloc((size_t)num_envs, sizeof(int32_t));
     J->env_blob_size = venv_state_size(J->env);
     J->env_blob = J->env_blob_size ? calloc(1, J->env_blob_size) : NULL;
@@ -332,16 +210,7 @@ static int sac_job_build(sac_job *J, run_ctx *r, ck_state *ck, uint32_t num_envs
     if (!ck) return 0;
     if (!J->env_blob)
         return run_fail(r, RUN_EXIT_USAGE, "env %s has no state hooks: its runs cannot be checkpointed", c->env);
-    for (int i = 0; i < NET_COUNT; i++) {
-        char group[64];
-        snprintf(group, sizeof group, "model/%s", net_role[i]);
-        if (ck_add_tensors(ck, group, nn_params_names(J->P[i]), nn_params_tensors(J->P[i]), nn_params_count(J->P[i])) < 0)
-            return run_fail(r, RUN_EXIT_FAIL, "checkpoint manifest: %s", rt_last_error());
-    }
-    if (ck_add_tensors(ck, "algo", la_name, &J->log_alpha, 1) < 0 || ck_add_optim(ck, "actor", J->opt_actor) < 0 ||
-        ck_add_optim(ck, "critic", J->opt_q) < 0 || ck_add_optim(ck, "alpha", J->opt_alpha) < 0 ||
-        ck_add_gen(ck, "torch_init", J->init_gen) < 0 || ck_add_gen(ck, "torch_sample", J->gen) < 0 ||
-        ck_add_blob(ck, "rng/env", J->env_blob, J->env_blob_size) < 0 || ck_add_i64(ck, "algo/updates", &J->updates) < 0 ||
+    if (sac_agent_ck_add(&J->agent, ck) != CK_OK || ck_add_blob(ck, "rng/env", J->env_blob, J->env_blob_size) < 0 ||
         run_ck_add_replay(ck, J->buffer, "replay", 1) != CK_OK)
         return run_fail(r, RUN_EXIT_FAIL, "checkpoint manifest: %s", ck_error(ck));
     return 0;
@@ -366,166 +235,36 @@ static int sac_after_load(run_ctx *r, void *user) {
 /* Acting and learning                                                       */
 /* ------------------------------------------------------------------------ */
 
-/* Normalized actions y [n*A] into J->actions_norm and their env rescale into
- * J->actions_env: uniform before learning_starts, else policy samples. */
-static int sac_act_discrete(sac_job *J, rt_scope *S, int64_t env_steps_done) {
-    uint32_t n = venv_buffers(J->env)->n;
-    int64_t shape[1] = {n};
-    rt_tensor *a; /* int64 [n] */
-    if (env_steps_done < J->cfg.learning_starts) {
-        a = rt_randint(S, 0, J->n_actions, shape, 1, J->gen, RT_OPTS(RT_I64));
-    } else {
-        int g = rt_no_grad_begin();
-        int64_t os[2] = {n, J->obs_dim};
-        rt_tensor *logits;
-        sac_actor_forward(S, J, rt_from_data(S, venv_buffers(J->env)->obs, os, 2, RT_OPTS(RT_F32)), &logits, NULL);
-        a = rt_squeeze(S, rt_multinomial(S, rt_softmax(S, logits, 1), 1, 1, J->gen), 1); /* [n] */
-        rt_grad_mode_restore(g);
+/* Actions a [n,A] normalized (Box) or int64 [n] (Discrete) into the host
+ * buffers: J->actions_norm (what the replay stores: y, or the index as a
+ * float) and J->actions_env (y rescaled to the Box bounds) or
+ * J->actions_int (what the environments get). */
+static int sac_actions_to_host(sac_job *J, const rt_tensor *a, uint32_t n) {
+    const sac_agent_config *c = &J->agent.cfg;
+    size_t count = (size_t)n * (size_t)c->act_dim;
+    if (rt_to_data(a, RT_F32, J->actions_norm, count * sizeof(float)) < 0) return -1;
+    if (J->agent.discrete) return rt_to_data(a, RT_I32, J->actions_int, (size_t)n * sizeof(int32_t)) < 0 ? -1 : 0;
+    for (size_t i = 0; i < count; i++) { /* env action = low + (y + 1) * (high - low)/2 */
+        float lo = c->act_low[i % (size_t)c->act_dim], hi = c->act_high[i % (size_t)c->act_dim];
+        J->actions_env[i] = lo + (J->actions_norm[i] + 1.0f) * ((hi - lo) * 0.5f);
     }
-    if (rt_to_data(a, RT_I32, J->actions_int, (size_t)n * sizeof(int32_t)) < 0 ||
-        rt_to_data(a, RT_F32, J->actions_norm, (size_t)n * sizeof(float)) < 0)
-        return -1;
     return 0;
 }
 
+/* This vector step's actions: uniform before learning_starts, else a sample
+ * of the policy at the current observations. */
 static int sac_act(sac_job *J, rt_scope *S, int64_t env_steps_done) {
-    if (J->discrete) return sac_act_discrete(J, S, env_steps_done);
+    sac_agent *A = &J->agent;
     uint32_t n = venv_buffers(J->env)->n;
-    int64_t shape[2] = {n, J->act_dim};
-    rt_tensor *y;
-    if (env_steps_done < J->cfg.learning_starts) {
-        y = rt_add_scalar(S, rt_mul_scalar(S, rt_rand(S, shape, 2, J->gen, RT_OPTS(RT_F32)), 2.0), -1.0); /* U[-1,1) */
-    } else {
-        int g = rt_no_grad_begin();
-        int64_t os[2] = {n, J->obs_dim};
-        rt_tensor *obs = rt_from_data(S, venv_buffers(J->env)->obs, os, 2, RT_OPTS(RT_F32)); /* [n,obs] */
-        rt_tensor *logp;
-        int rc = sac_sample(S, J, obs, &y, &logp);
-        rt_grad_mode_restore(g);
-        if (rc < 0) return -1;
-    }
-    /* env action = low + (y + 1)/2 * (high - low) */
-    rt_tensor *scale = rt_mul_scalar(S, rt_sub(S, J->act_high, J->act_low), 0.5);
-    rt_tensor *a_env = rt_add(S, J->act_low, rt_mul(S, rt_add_scalar(S, y, 1.0), scale));
-    size_t bytes = (size_t)n * (size_t)J->act_dim * sizeof(float);
-    if (rt_to_data(y, RT_F32, J->actions_norm, bytes) < 0 || rt_to_data(a_env, RT_F32, J->actions_env, bytes) < 0)
-        return -1;
-    return 0;
-}
-
-/* One gradient step of o on loss (zero, backward, step). 0 or -1. */
-static int sac_descend(rt_optim *o, const rt_tensor *loss) {
-    return (!loss || rt_optim_zero_grad(o) < 0 || rt_backward(loss) < 0 || rt_optim_step(o) < 0) ? -1 : 0;
-}
-
-/* Polyak averaging of the target critics when the update count says so. */
-static int sac_update_targets(sac_job *J) {
-    if (J->updates % J->cfg.target_network_frequency != 0) return 0;
-    return (nn_params_lerp_(J->P[NET_Q1_TARGET], J->P[NET_Q1], J->cfg.tau) < 0 ||
-            nn_params_lerp_(J->P[NET_Q2_TARGET], J->P[NET_Q2], J->cfg.tau) < 0)
-               ? -1 : 0;
-}
-
-/* The discrete update (CleanRL sac_atari): critic against the policy's
- * expectation at s', actor and temperature from the full distribution. Same
- * return convention as sac_update. */
-static int sac_update_discrete(sac_job *J, rt_scope *S, const rb_batch *b, double alpha) {
-    const sac_train_cfg *c = &J->cfg;
-    int g = rt_no_grad_begin();
-    rt_tensor *next_logits;
-    sac_actor_forward(S, J, b->next_observations, &next_logits, NULL);
-    rt_tensor *q1n = sac_q_all(S, J, NET_Q1_TARGET, b->next_observations); /* [B,A] */
-    rt_tensor *q2n = sac_q_all(S, J, NET_Q2_TARGET, b->next_observations); /* [B,A] */
-    rt_grad_mode_restore(g);
-    rt_tensor *acts = rt_to_dtype(S, rt_squeeze(S, b->actions, 1), RT_I64); /* [B] */
-    sac_config cc = J->critic_cfg;
-    cc.alpha = alpha;
-    sac_discrete_critic_inputs ci = {sac_q_all(S, J, NET_Q1, b->observations), sac_q_all(S, J, NET_Q2, b->observations),
-                                     acts, q1n, q2n, next_logits, b->rewards, b->dones};
-    rt_tensor *qloss = sac_discrete_critic_loss(S, &cc, &ci, &J->last_critic, NULL);
-    if (qloss && !isfinite(rt_item(qloss))) return 1;
-    if (sac_descend(J->opt_q, qloss) < 0) return -1;
-    J->updates++;
-    if (J->updates % c->policy_frequency == 0) {
-        for (int64_t k = 0; k < c->policy_frequency; k++) {
-            rt_tensor *logits;
-            sac_actor_forward(S, J, b->observations, &logits, NULL);
-            int g2 = rt_no_grad_begin();
-            rt_tensor *q1 = sac_q_all(S, J, NET_Q1, b->observations), *q2 = sac_q_all(S, J, NET_Q2, b->observations);
-            rt_grad_mode_restore(g2);
-            sac_config ac = J->actor_cfg;
-            ac.alpha = alpha;
-            sac_discrete_actor_inputs ai = {logits, q1, q2};
-            rt_tensor *aloss = sac_discrete_actor_loss(S, &ac, &ai, &J->last_actor);
-            if (sac_descend(J->opt_actor, aloss) < 0) return -1;
-            if (c->autotune) {
-                sac_config lc = J->alpha_cfg;
-                lc.target_entropy = J->target_entropy;
-                sac_discrete_alpha_inputs li = {J->log_alpha, rt_detach(S, logits)};
-                rt_tensor *lloss = sac_discrete_alpha_loss(S, &lc, &li, &J->last_alpha);
-                if (sac_descend(J->opt_alpha, lloss) < 0) return -1;
-                alpha = exp(rt_item(J->log_alpha));
-            }
-        }
-    }
-    if (sac_update_targets(J) < 0) return -1;
-    J->last_alpha_value = alpha;
-    return 0;
-}
-
-/* One gradient update (critics; actor and alpha when due; targets when due).
- * Returns 0, 1 when the critic loss is not finite (nothing was stepped: the
- * caller applies the run's non-finite policy), or -1 on an error. */
-static int sac_update(sac_job *J, rt_scope *S) {
-    const sac_train_cfg *c = &J->cfg;
-    rb_batch b;
-    if (rb_sample(J->buffer, S, c->batch_size, J->gen, &b) != RT_OK) return -1;
-    double alpha = exp(rt_item(J->log_alpha));
-    if (!c->autotune) alpha = c->alpha;
-    if (J->discrete) return sac_update_discrete(J, S, &b, alpha);
-
-    /* Critics: y = r + gamma (1 - terminated)(min Q'(s', a') - alpha log pi(a'|s')). */
-    int g = rt_no_grad_begin();
-    rt_tensor *a_next, *logp_next;
-    int rc = sac_sample(S, J, b.next_observations, &a_next, &logp_next);
-    rt_tensor *q1n = rc == 0 ? sac_q(S, J, NET_Q1_TARGET, b.next_observations, a_next) : NULL; /* [B] */
-    rt_tensor *q2n = rc == 0 ? sac_q(S, J, NET_Q2_TARGET, b.next_observations, a_next) : NULL; /* [B] */
-    rt_grad_mode_restore(g);
-    if (rc < 0 || !q1n || !q2n) return -1;
-    sac_config cc = J->critic_cfg;
-    cc.alpha = alpha;
-    sac_critic_inputs ci = {sac_q(S, J, NET_Q1, b.observations, b.actions), sac_q(S, J, NET_Q2, b.observations, b.actions),
-                            q1n, q2n, logp_next, b.rewards, b.dones};
-    rt_tensor *qloss = sac_critic_loss(S, &cc, &ci, &J->last_critic, NULL);
-    if (qloss && !isfinite(rt_item(qloss))) return 1;
-    if (sac_descend(J->opt_q, qloss) < 0) return -1;
-    J->updates++;
-
-    /* Actor and temperature, delayed and compensated (CleanRL's TD3-style). */
-    if (J->updates % c->policy_frequency == 0) {
-        for (int64_t k = 0; k < c->policy_frequency; k++) {
-            rt_tensor *a_pi, *logp_pi;
-            if (sac_sample(S, J, b.observations, &a_pi, &logp_pi) < 0) return -1;
-            sac_config ac = J->actor_cfg;
-            ac.alpha = alpha;
-            sac_actor_inputs ai = {logp_pi, sac_q(S, J, NET_Q1, b.observations, a_pi), sac_q(S, J, NET_Q2, b.observations, a_pi)};
-            rt_tensor *aloss = sac_actor_loss(S, &ac, &ai, &J->last_actor);
-            if (sac_descend(J->opt_actor, aloss) < 0) return -1;
-            if (c->autotune) {
-                sac_config lc = J->alpha_cfg;
-                lc.target_entropy = J->target_entropy;
-                sac_alpha_inputs li = {J->log_alpha, rt_detach(S, logp_pi)};
-                rt_tensor *lloss = sac_alpha_loss(S, &lc, &li, &J->last_alpha);
-                if (sac_descend(J->opt_alpha, lloss) < 0) return -1;
-                alpha = exp(rt_item(J->log_alpha));
-            }
-        }
-    }
-    /* The actor step also wrote gradients into the critics; the next critic
-     * update zeroes them first, so they never reach a critic step. */
-    if (sac_update_targets(J) < 0) return -1;
-    J->last_alpha_value = alpha;
-    return 0;
+    int64_t os[2] = {n, A->cfg.obs_dim}, shape[2] = {n, A->cfg.act_dim};
+    rt_tensor *a;
+    if (env_steps_done < J->cfg.learning_starts)
+        a = A->discrete ? rt_randint(S, 0, A->cfg.n_actions, shape, 1, A->gen, RT_OPTS(RT_I64)) /* [n] */
+                        : rt_add_scalar(S, rt_mul_scalar(S, rt_rand(S, shape, 2, A->gen, RT_OPTS(RT_F32)), 2.0),
+                                        -1.0); /* U[-1,1) [n,A] */
+    else
+        a = sac_agent_policy(A, S, rt_from_data(S, venv_buffers(J->env)->obs, os, 2, RT_OPTS(RT_F32)), 0);
+    return a ? sac_actions_to_host(J, a, n) : -1;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -558,7 +297,7 @@ static int sac_train(const run_args *args) {
     R.total_steps = J.cfg.total_steps / J.cfg.num_envs;
     run_printf(&R, "plan: %lld vector steps of %d %s env(s), learning from env step %lld, target entropy %.3f",
                (long long)R.total_steps, J.cfg.num_envs, venv_info(J.env)->gym_id, (long long)J.cfg.learning_starts,
-               J.target_entropy);
+               J.agent.target_entropy);
     if (run_resume(&R) < 0) goto out;
     S = rt_scope_new();
     if (!S) {
@@ -566,7 +305,7 @@ static int sac_train(const run_args *args) {
         goto out;
     }
     const venv_bufs *vb = venv_buffers(J.env);
-    size_t obs_bytes = (size_t)vb->n * (size_t)J.obs_dim * sizeof(float);
+    size_t obs_bytes = (size_t)vb->n * (size_t)J.agent.cfg.obs_dim * sizeof(float);
     for (; R.step < R.total_steps && !run_stop_requested(&R); rt_scope_reset(S)) {
         int64_t env_steps = R.step * J.cfg.num_envs;
         memcpy(J.obs_prev, vb->obs, obs_bytes);
@@ -574,7 +313,7 @@ static int sac_train(const run_args *args) {
             run_fail(&R, RUN_EXIT_FAIL, "step %lld acting: %s", (long long)R.step, rt_last_error());
             break;
         }
-        if (venv_step(J.env, J.discrete ? (const void *)J.actions_int : (const void *)J.actions_env) < 0) {
+        if (venv_step(J.env, J.agent.discrete ? (const void *)J.actions_int : (const void *)J.actions_env) < 0) {
             run_fail(&R, RUN_EXIT_FAIL, "step %lld: %s", (long long)R.step, venv_error(J.env));
             break;
         }
@@ -585,14 +324,20 @@ static int sac_train(const run_args *args) {
             run_fail(&R, RUN_EXIT_FAIL, "replay: %s", rt_last_error());
             break;
         }
+        /* Learning: gradient_steps updates, each on a fresh batch; metrics
+         * are computed only by the last update before a log line. */
         if (env_steps + vb->n > J.cfg.learning_starts) {
             int rc = 0;
-            for (int64_t k = 0; k < J.cfg.gradient_steps && rc == 0; k++) rc = sac_update(&J, S);
+            for (int64_t k = 0; k < J.cfg.gradient_steps && rc == 0; k++) {
+                int want_metrics = run_log_due(&R) && k + 1 == J.cfg.gradient_steps;
+                rc = sac_agent_sample(&J.agent, J.buffer, J.cfg.batch_size);
+                if (rc == 0) rc = sac_agent_update(&J.agent, &J.agent.batch, want_metrics);
+            }
             if (rc < 0) {
                 run_fail(&R, RUN_EXIT_FAIL, "step %lld update: %s", (long long)R.step, rt_last_error());
                 break;
             }
-            if (rc == 1 && run_check_finite(&R, J.last_critic.loss, NAN) < 0) break;
+            if (rc == 1 && run_check_finite(&R, J.agent.last_critic.loss, NAN) < 0) break;
         }
         if (run_log_due(&R)) {
             mx_record *rec = run_record(&R);
@@ -603,13 +348,14 @@ static int sac_train(const run_args *args) {
             }
             mx_add(rec, "charts/episodes", (double)venv_get_stats(J.env).episodes);
             mx_add(rec, "charts/env_steps", (double)(env_steps + vb->n));
-            if (J.updates > 0) {
-                mx_add(rec, "losses/qf_loss", J.last_critic.loss);
-                mx_add(rec, "losses/qf1_values", J.last_critic.qf1_values);
-                mx_add(rec, "losses/actor_loss", J.last_actor.loss);
-                mx_add(rec, "losses/alpha", J.last_alpha_value);
-                if (J.cfg.autotune) mx_add(rec, "losses/alpha_loss", J.last_alpha.loss);
-                mx_add(rec, "losses/entropy", J.last_actor.entropy);
+            const sac_agent *A = &J.agent;
+            if (A->updates > 0) {
+                mx_add(rec, "losses/qf_loss", A->last_critic.loss);
+                mx_add(rec, "losses/qf1_values", A->last_critic.qf1_values);
+                mx_add(rec, "losses/actor_loss", A->last_actor.loss);
+                mx_add(rec, "losses/alpha", A->last_alpha_value);
+                if (J.cfg.autotune) mx_add(rec, "losses/alpha_loss", A->last_alpha.loss);
+                mx_add(rec, "losses/entropy", A->last_actor.entropy);
             }
             run_log(&R);
         }
@@ -623,10 +369,10 @@ static int sac_train(const run_args *args) {
         for (size_t i = 0; i < k; i++) mean += ret[i] / (double)k;
         if (k > 0)
             run_printf(&R, "last %zu episodes: mean return %.1f (%lld episodes, %lld updates)", k, mean,
-                       (long long)venv_get_stats(J.env).episodes, (long long)J.updates);
+                       (long long)venv_get_stats(J.env).episodes, (long long)J.agent.updates);
         else
             run_printf(&R, "no episode finished in %lld environment steps (%lld updates)",
-                       (long long)(R.step * J.cfg.num_envs), (long long)J.updates);
+                       (long long)(R.step * J.cfg.num_envs), (long long)J.agent.updates);
     }
 out:
     rt_scope_free(S);
@@ -671,35 +417,23 @@ static int sac_eval(const char *ckpt_path, const char *const *sets, int nsets) {
     returns = calloc((size_t)J.cfg.eval_episodes, sizeof *returns);
     int64_t done = 0;
     const venv_bufs *vb = venv_buffers(J.env);
-    int g = rt_no_grad_begin();
-    int64_t os[2] = {1, J.obs_dim};
+    int64_t os[2] = {1, J.agent.cfg.obs_dim};
     while (returns && done < J.cfg.eval_episodes) {
-        rt_tensor *mean, *log_std;
-        sac_actor_forward(S, &J, rt_from_data(S, vb->obs, os, 2, RT_OPTS(RT_F32)), &mean, &log_std);
-        if (J.discrete) { /* the most likely action */
-            if (rt_to_data(rt_argmax(S, mean, 1, 0), RT_I32, J.actions_int, sizeof(int32_t)) < 0 ||
-                venv_step(J.env, J.actions_int) < 0) {
-                fprintf(stderr, "error: %s\n", rt_last_error());
-                code = RUN_EXIT_FAIL;
-                break;
-            }
-            if (vb->ended[0]) returns[done++] = vb->ep_return[0];
-            rt_scope_reset(S);
-            continue;
-        }
-        rt_tensor *y = rt_tanh(S, mean);
-        rt_tensor *scale = rt_mul_scalar(S, rt_sub(S, J.act_high, J.act_low), 0.5);
-        rt_tensor *a_env = rt_add(S, J.act_low, rt_mul(S, rt_add_scalar(S, y, 1.0), scale));
-        if (!a_env || rt_to_data(a_env, RT_F32, J.actions_env, (size_t)J.act_dim * sizeof(float)) < 0 ||
-            venv_step(J.env, J.actions_env) < 0) {
+        /* the deterministic policy: tanh(mean), or the most likely action */
+        rt_tensor *a = sac_agent_policy(&J.agent, S, rt_from_data(S, vb->obs, os, 2, RT_OPTS(RT_F32)), 1);
+        if (!a || sac_actions_to_host(&J, a, 1) < 0) {
             fprintf(stderr, "error: %s\n", rt_last_error());
+            code = RUN_EXIT_FAIL;
+            break;
+        }
+        if (venv_step(J.env, J.agent.discrete ? (const void *)J.actions_int : (const void *)J.actions_env) < 0) {
+            fprintf(stderr, "error: %s\n", venv_error(J.env));
             code = RUN_EXIT_FAIL;
             break;
         }
         if (vb->ended[0]) returns[done++] = vb->ep_return[0];
         rt_scope_reset(S);
     }
-    rt_grad_mode_restore(g);
     if (code == RUN_EXIT_OK && returns) {
         double mean = 0, var = 0;
         for (int64_t i = 0; i < done; i++) mean += returns[i] / (double)done;

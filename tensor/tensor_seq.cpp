@@ -1,0 +1,838 @@
+// tensor_seq.cpp -- tensor.h's "Sequence models" section: causal attention
+// with a key mask (left-padded batches, the HF/TRL convention), its KV-cache
+// form, the packed decoding path (an unfilled KV cache, attention straight
+// from a fused [B,T,3*H*D] projection, an inference tanh-GELU), token
+// sampling from logits (temperature, top-k, top-p; greedy) and the inference
+// region used by the decoding paths.
+//
+// Why a translation unit of its own: these are the per-step ops of batched
+// sampling, written straight on ATen so that one C call is one short chain of
+// kernels (the sampler runs them B*G rows at a time, tens of times per
+// completion). The header cost is that of tensor_ops.cpp's op set, no more.
+//
+// Every extern "C" entry point catches every C++ exception (rt::guard).
+
+#include "tensor_internal.hpp"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <c10/core/GradMode.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <functional>
+#include <type_traits>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+using rt::alive;
+using rt::op;
+
+namespace {
+
+// Nonzero = real token, in any dtype; bool stays as it is (no copy).
+at::Tensor as_bool_mask(const at::Tensor &m) {
+    return m.scalar_type() == at::kBool ? m : m.ne(0);
+}
+
+// The most negative finite value of a floating dtype: a masked score.
+double lowest_finite(at::ScalarType st) {
+    switch (st) {
+    case at::kDouble: return std::numeric_limits<double>::lowest();
+    case at::kFloat: return static_cast<double>(std::numeric_limits<float>::lowest());
+    case at::kHalf: return static_cast<double>(std::numeric_limits<c10::Half>::lowest());
+    case at::kBFloat16: return static_cast<double>(std::numeric_limits<c10::BFloat16>::lowest());
+    default: TORCH_CHECK(false, "attention scores must be floating point, got ", st);
+    }
+}
+
+// ---- direct kernel for inference (no autograd), CPU, float/double ----
+//
+// Decoding attends one query (or a few) per row over a cache: as matmuls that
+// is B*H tiny GEMMs per layer, each paying BLAS call overhead, plus a masked
+// [B,H,Tq,Tk] score tensor written and read back. This kernel makes one pass
+// per (b, h) row instead: scores, softmax and the weighted sum of values,
+// with K and V read once, in a fixed order (results do not depend on the
+// thread count).
+
+// Dot product in 8 independent lanes (vectorizes without reassociation).
+template <class T> __attribute__((always_inline)) inline T dot8(const T *a, const T *b, int64_t n) {
+    T acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t d = 0;
+    for (; d + 8 <= n; d += 8)
+        for (int l = 0; l < 8; l++) acc[l] += a[d + l] * b[d + l];
+    T tail = 0;
+    for (; d < n; d++) tail += a[d] * b[d];
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) + tail;
+}
+
+// o += p * x over n elements, in 8-wide chunks (GCC's -O2 cost model
+// vectorizes fixed-width chunks, not a loop of unknown length).
+template <class T>
+__attribute__((always_inline)) inline void axpy8(T *__restrict o, T p, const T *__restrict x, int64_t n) {
+    int64_t d = 0;
+    for (; d + 8 <= n; d += 8)
+        for (int l = 0; l < 8; l++) o[d + l] += p * x[d + l];
+    for (; d < n; d++) o[d] += p * x[d];
+}
+
+// Where the rows are and how they are laid out (strides in elements).
+template <class T> struct attn_args {
+    const T *q, *k, *v;
+    T *out;
+    const bool *mask; // [B,Tk] or NULL
+    int64_t H, Tq, Tk, D, Dv;
+    int64_t qs0, qs1, qs2, ks0, ks1, ks2, vs0, vs1, vs2;
+    int64_t os0, os1, os2; // of out [B,H,Tq,Dv] or of a [B,Tq,H*Dv] merged-heads layout
+    T scale;
+};
+
+// Rows [begin, end) of the flattened (b, h); s is a [Tk] scratch buffer.
+template <class T>
+__attribute__((always_inline)) inline void attention_rows(const attn_args<T> &a, int64_t begin, int64_t end, T *s) {
+    const T ninf = -std::numeric_limits<T>::infinity();
+    for (int64_t bh = begin; bh < end; bh++) {
+        const int64_t b = bh / a.H, h = bh % a.H;
+        const T *qb = a.q + b * a.qs0 + h * a.qs1, *kb = a.k + b * a.ks0 + h * a.ks1, *vb = a.v + b * a.vs0 + h * a.vs1;
+        const bool *mb = a.mask ? a.mask + b * a.Tk : nullptr;
+        for (int64_t i = 0; i < a.Tq; i++) {
+            const T *qi = qb + i * a.qs2;
+            T *oi = a.out + b * a.os0 + h * a.os1 + i * a.os2;
+            const int64_t last = a.Tk - a.Tq + i; // the last key this query sees
+            T mx = ninf;
+            for (int64_t j = 0; j <= last; j++) {
+                if (mb && !mb[j]) {
+                    s[j] = ninf;
+                    continue;
+                }
+                s[j] = dot8(qi, kb + j * a.ks2, a.D) * a.scale;
+                if (s[j] > mx) mx = s[j];
+            }
+            for (int64_t d = 0; d < a.Dv; d++) oi[d] = 0;
+            if (mx == ninf) continue; // no visible key: zeros
+            T sum = 0;
+            for (int64_t j = 0; j <= last; j++) {
+                s[j] = s[j] == ninf ? T(0) : std::exp(s[j] - mx);
+                sum += s[j];
+            }
+            for (int64_t j = 0; j <= last; j++) {
+                const T p = s[j];
+                if (p == T(0)) continue;
+                axpy8(oi, p, vb + j * a.vs2, a.Dv);
+            }
+            const T inv = T(1) / sum;
+            for (int64_t d = 0; d < a.Dv; d++) oi[d] *= inv;
+        }
+    }
+}
+
+// The same code compiled for AVX2+FMA, chosen at run time (the generic build
+// targets x86-64 without AVX). FMA contracts a*b+c, so the two builds may
+// differ in the last bit; one machine always takes the same one.
+template <class T>
+__attribute__((target("avx2,fma"))) void attention_rows_avx2(const attn_args<T> &a, int64_t begin, int64_t end,
+                                                             T *s) {
+    attention_rows(a, begin, end, s);
+}
+
+bool have_avx2() {
+    static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    return yes;
+}
+
+// ---- float32 decoding kernel, AVX2+FMA, head_dim a multiple of 8 up to 64 ----
+//
+// The generic loop above spends most of its time per key on a horizontal
+// reduction and a scalar exp. Here 8 keys go together: their 8 dot products
+// are reduced into one vector (a transposing hadd tree), the softmax weights
+// come from a vectorised exp, and the head_dim-wide output accumulator stays
+// in registers while the values are added in. Two passes over the keys
+// (scores into an L1 scratch row, then weights and values) need no
+// rescaling of the accumulator and round like the matmul composition: the
+// max is exact and every weight is exp(s - max) once. Row order and the
+// order of every sum are fixed, so any thread count gives the same bits.
+
+// exp(x) for x <= 0 to about 2 ulp (Cephes' expf: x = n ln2 + r, a degree-5
+// polynomial in r, 2^n through the exponent bits). Inputs below -87.3 give
+// tiny normal numbers, never 0: masked lanes are zeroed by the caller.
+__attribute__((target("avx2,fma"))) inline __m256 exp256(__m256 x) {
+    const __m256 hi = _mm256_set1_ps(88.3762626647949f), lo = _mm256_set1_ps(-87.3365478515625f);
+    x = _mm256_max_ps(_mm256_min_ps(x, hi), lo);
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    // r = x - n ln2, ln2 split in two so n*C1 is exact
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 y = _mm256_set1_ps(1.9875691500e-4f);
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.3981999507e-3f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073e-3f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894e-2f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459e-1f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201e-1f));
+    y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+}
+
+// Sum of the 8 lanes in a fixed order.
+__attribute__((target("avx2,fma"))) inline float hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+// Lanes j < n of an 8-key block are visible: set where mask[j] (or no mask).
+__attribute__((target("avx2,fma"))) inline __m256 visible8(const bool *m, int n) {
+    __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    __m256i in = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane);
+    if (m) {
+        int64_t bytes = 0;
+        if (n == 8)
+            std::memcpy(&bytes, m, 8);
+        else
+            std::memcpy(&bytes, m, static_cast<size_t>(n)); // never past the row's end
+        __m256i mv = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(bytes));
+        in = _mm256_andnot_si256(_mm256_cmpeq_epi32(mv, _mm256_setzero_si256()), in);
+    }
+    return _mm256_castsi256_ps(in);
+}
+
+// Scores of keys k[0..n) (n <= 8; the rest repeat key 0 and are masked by
+// the caller): s_j = q . k_j, 8 at once. ND = head_dim / 8.
+template <int ND>
+__attribute__((target("avx2,fma"))) inline __m256 scores8(const __m256 *qv, const float *k, int64_t ks, int n) {
+    __m256 t[8];
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++) {
+        const float *kj = k + (j < n ? j : 0) * ks;
+        __m256 acc = _mm256_mul_ps(qv[0], _mm256_loadu_ps(kj));
+#pragma GCC unroll 8
+        for (int d = 1; d < ND; d++) acc = _mm256_fmadd_ps(qv[d], _mm256_loadu_ps(kj + 8 * d), acc);
+        t[j] = acc;
+    }
+    // transposing reduction: lane j of the result is the sum of t[j]
+    __m256 s01 = _mm256_hadd_ps(t[0], t[1]), s23 = _mm256_hadd_ps(t[2], t[3]);
+    __m256 s45 = _mm256_hadd_ps(t[4], t[5]), s67 = _mm256_hadd_ps(t[6], t[7]);
+    __m256 s0123 = _mm256_hadd_ps(s01, s23), s4567 = _mm256_hadd_ps(s45, s67);
+    return _mm256_add_ps(_mm256_permute2f128_ps(s0123, s4567, 0x20), _mm256_permute2f128_ps(s0123, s4567, 0x31));
+}
+
+// Prefetches the n rows of `row` floats each starting at p, rows `stride`
+// floats apart, into L2 (an 8-key block of a head's keys or values).
+__attribute__((target("avx2,fma"))) inline void prefetch_rows(const float *p, int64_t stride, int n, int64_t row) {
+    for (int l = 0; l < n; l++)
+        for (int64_t d = 0; d < row; d += 16) // one 64-byte line per 16 floats
+            _mm_prefetch(reinterpret_cast<const char *>(p + l * stride + d), _MM_HINT_T1);
+}
+
+// Rows [begin, end) of the flattened (b, h), float32, head_dim = 8*ND = Dv;
+// s is a scratch row of at least Tk + 8 floats. The kernel is bound by
+// reading the cache (a decoding step reads every cached key and value once),
+// so each pass prefetches what the next one reads: pass 1 this row's values,
+// pass 2 the next row's keys.
+template <int ND>
+__attribute__((target("avx2,fma"))) void attention_rows_f32x8(const attn_args<float> &a, int64_t begin, int64_t end,
+                                                              float *s) {
+    const __m256 ninf = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+    const __m256 scale = _mm256_set1_ps(a.scale);
+    for (int64_t bh = begin; bh < end; bh++) {
+        const int64_t b = bh / a.H, h = bh % a.H;
+        const float *qb = a.q + b * a.qs0 + h * a.qs1, *kb = a.k + b * a.ks0 + h * a.ks1,
+                    *vb = a.v + b * a.vs0 + h * a.vs1;
+        const bool *mb = a.mask ? a.mask + b * a.Tk : nullptr;
+        for (int64_t i = 0; i < a.Tq; i++) {
+            const float *qi = qb + i * a.qs2;
+            float *oi = a.out + b * a.os0 + h * a.os1 + i * a.os2;
+            const int64_t nk = a.Tk - a.Tq + i + 1; // keys 0..nk-1 are causally visible
+            __m256 qv[ND];
+#pragma GCC unroll 8
+            for (int d = 0; d < ND; d++) qv[d] = _mm256_mul_ps(_mm256_loadu_ps(qi + 8 * d), scale);
+            // pass 1: scores (masked -> -inf) and their max
+            __m256 mx = ninf;
+            for (int64_t j = 0; j < nk; j += 8) {
+                const int n = static_cast<int>(std::min<int64_t>(8, nk - j));
+                prefetch_rows(vb + j * a.vs2, a.vs2, n, 8 * ND);
+                __m256 sc = scores8<ND>(qv, kb + j * a.ks2, a.ks2, n);
+                sc = _mm256_blendv_ps(ninf, sc, visible8(mb ? mb + j : nullptr, n));
+                _mm256_storeu_ps(s + j, sc);
+                mx = _mm256_max_ps(mx, sc);
+            }
+            __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+            m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+            m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+            const float m = _mm_cvtss_f32(m4);
+            if (m == -std::numeric_limits<float>::infinity()) { // no visible key: zeros
+                for (int64_t d = 0; d < a.Dv; d++) oi[d] = 0.0f;
+                continue;
+            }
+            // the next row's keys, from its last query's pass 2 (same Tk when decoding)
+            const float *kn = i + 1 == a.Tq && bh + 1 < end
+                                  ? a.k + (bh + 1) / a.H * a.ks0 + (bh + 1) % a.H * a.ks1
+                                  : nullptr;
+            // pass 2: weights exp(s - max) (0 where masked), their sum, and
+            // the weighted values; a masked key's value is never read
+            const __m256 mv = _mm256_set1_ps(m);
+            __m256 acc[ND], sum = _mm256_setzero_ps();
+#pragma GCC unroll 8
+            for (int d = 0; d < ND; d++) acc[d] = _mm256_setzero_ps();
+            for (int64_t j = 0; j < nk; j += 8) {
+                const int n = static_cast<int>(std::min<int64_t>(8, nk - j));
+                if (kn) prefetch_rows(kn + j * a.ks2, a.ks2, n, 8 * ND);
+                const __m256 sc = _mm256_loadu_ps(s + j);
+                const __m256 live = _mm256_cmp_ps(sc, ninf, _CMP_NEQ_OQ);
+                const __m256 p = _mm256_and_ps(exp256(_mm256_sub_ps(sc, mv)), live);
+                sum = _mm256_add_ps(sum, p);
+                alignas(32) float pj[8];
+                _mm256_store_ps(pj, p);
+                const float *vj = vb + j * a.vs2;
+                if (n == 8 && _mm256_movemask_ps(live) == 0xff) { // the common case: 8 visible keys
+#pragma GCC unroll 8
+                    for (int l = 0; l < 8; l++) {
+                        const __m256 pl = _mm256_set1_ps(pj[l]);
+#pragma GCC unroll 8
+                        for (int d = 0; d < ND; d++)
+                            acc[d] = _mm256_fmadd_ps(pl, _mm256_loadu_ps(vj + l * a.vs2 + 8 * d), acc[d]);
+                    }
+                } else {
+                    for (int l = 0; l < n; l++) {
+                        if (pj[l] == 0.0f) continue;
+                        const __m256 pl = _mm256_set1_ps(pj[l]);
+#pragma GCC unroll 8
+                        for (int d = 0; d < ND; d++)
+                            acc[d] = _mm256_fmadd_ps(pl, _mm256_loadu_ps(vj + l * a.vs2 + 8 * d), acc[d]);
+                    }
+                }
+            }
+            const __m256 inv = _mm256_set1_ps(1.0f / hsum256(sum));
+#pragma GCC unroll 8
+            for (int d = 0; d < ND; d++) _mm256_storeu_ps(oi + 8 * d, _mm256_mul_ps(acc[d], inv));
+        }
+    }
+}
+
+// The float32 AVX2 kernel for this head_dim, or NULL (generic loop).
+using f32_rows_fn = void (*)(const attn_args<float> &, int64_t, int64_t, float *);
+f32_rows_fn f32x8_kernel_for(int64_t D, int64_t Dv) {
+    if (D != Dv) return nullptr;
+    switch (D) {
+    case 8: return attention_rows_f32x8<1>;
+    case 16: return attention_rows_f32x8<2>;
+    case 24: return attention_rows_f32x8<3>;
+    case 32: return attention_rows_f32x8<4>;
+    case 40: return attention_rows_f32x8<5>;
+    case 48: return attention_rows_f32x8<6>;
+    case 56: return attention_rows_f32x8<7>;
+    case 64: return attention_rows_f32x8<8>;
+    default: return nullptr;
+    }
+}
+
+template <class T>
+void attention_kernel(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v, const at::Tensor &km,
+                      double scale, at::Tensor &out) {
+    attn_args<T> a;
+    a.q = q.data_ptr<T>();
+    a.k = k.data_ptr<T>();
+    a.v = v.data_ptr<T>();
+    a.out = out.data_ptr<T>();
+    a.mask = km.defined() ? km.data_ptr<bool>() : nullptr;
+    a.H = q.size(1);
+    a.Tq = q.size(2);
+    a.Tk = k.size(2);
+    a.D = q.size(3);
+    a.Dv = v.size(3);
+    a.qs0 = q.stride(0), a.qs1 = q.stride(1), a.qs2 = q.stride(2);
+    a.ks0 = k.stride(0), a.ks1 = k.stride(1), a.ks2 = k.stride(2);
+    a.vs0 = v.stride(0), a.vs1 = v.stride(1), a.vs2 = v.stride(2);
+    a.os0 = out.stride(0), a.os1 = out.stride(1), a.os2 = out.stride(2);
+    a.scale = static_cast<T>(scale);
+    const int64_t work = a.Tq * a.Tk * (a.D + a.Dv);
+    const int64_t grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(work, 1));
+    const bool avx2 = have_avx2();
+    f32_rows_fn fast = nullptr;
+    if constexpr (std::is_same<T, float>::value)
+        if (avx2) fast = f32x8_kernel_for(a.D, a.Dv);
+    at::parallel_for(0, q.size(0) * a.H, grain, [&](int64_t begin, int64_t end) {
+        std::vector<T> s(static_cast<size_t>(a.Tk + 8)); // + 8: the last block's scores
+        if constexpr (std::is_same<T, float>::value)
+            if (fast) return fast(a, begin, end, s.data());
+        if (avx2)
+            attention_rows_avx2(a, begin, end, s.data());
+        else
+            attention_rows(a, begin, end, s.data());
+    });
+}
+
+// True when the kernel applies: CPU float/double, nothing to differentiate,
+// few queries per row (long full sequences are faster as BLAS matmuls).
+bool use_kernel(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v) {
+    const bool grad = c10::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad());
+    const at::ScalarType st = q.scalar_type();
+    return !grad && q.is_cpu() && k.is_cpu() && v.is_cpu() && (st == at::kFloat || st == at::kDouble) &&
+           k.scalar_type() == st && v.scalar_type() == st && q.size(2) <= 32;
+}
+
+// Attention of q [B,H,Tq,D] over k [B,H,Tk,D], v [B,H,Tk,Dv]. Query i sits at
+// absolute position Tk-Tq+i and sees keys j <= Tk-Tq+i with key_mask[b,j] set
+// (key_mask undefined: every key real). Masked scores are set to the lowest
+// finite value rather than -inf, so a query with no visible key (a pad query)
+// gets a finite uniform softmax, and its output row is then replaced by
+// zeros: no NaN in the forward or the backward.
+at::Tensor masked_attention(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v,
+                            const at::Tensor &key_mask, double scale) {
+    TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, "q, k, v must be [B,H,T,D]; got q ", q.sizes(),
+                ", k ", k.sizes(), ", v ", v.sizes());
+    const int64_t B = q.size(0), Tq = q.size(2), Tk = k.size(2);
+    TORCH_CHECK(q.size(0) == k.size(0) && q.size(1) == k.size(1) && q.size(3) == k.size(3) &&
+                    k.size(0) == v.size(0) && k.size(1) == v.size(1) && k.size(2) == v.size(2),
+                "incompatible shapes q ", q.sizes(), ", k ", k.sizes(), ", v ", v.sizes());
+    TORCH_CHECK(Tk >= Tq, "more queries (", Tq, ") than keys (", Tk, ")");
+    TORCH_CHECK(at::isFloatingType(q.scalar_type()), "q must be floating point, got ", q.scalar_type());
+    if (scale <= 0) scale = 1.0 / std::sqrt(static_cast<double>(q.size(3)));
+    if (key_mask.defined())
+        TORCH_CHECK(key_mask.dim() == 2 && key_mask.size(0) == B && key_mask.size(1) == Tk, "key_mask has shape ",
+                    key_mask.sizes(), ", expected [", B, ", ", Tk, "] ([B, Tk] for k ", k.sizes(), ")");
+
+    if (use_kernel(q, k, v)) {
+        // the last dimension must be dense; the cache's narrowed views are
+        at::Tensor qc = q.stride(3) == 1 ? q : q.contiguous();
+        at::Tensor kc = k.stride(3) == 1 ? k : k.contiguous();
+        at::Tensor vc = v.stride(3) == 1 ? v : v.contiguous();
+        at::Tensor km = key_mask.defined() ? as_bool_mask(key_mask).contiguous() : at::Tensor();
+        at::Tensor out = at::empty({B, q.size(1), Tq, v.size(3)}, q.options());
+        if (q.scalar_type() == at::kDouble)
+            attention_kernel<double>(qc, kc, vc, km, scale, out);
+        else
+            attention_kernel<float>(qc, kc, vc, km, scale, out);
+        return out;
+    }
+
+    // allowed [B,1,Tq,Tk] (or [Tq,Tk] without a key mask)
+    at::Tensor allowed;
+    if (Tq > 1) allowed = at::ones({Tq, Tk}, q.options().dtype(at::kBool)).tril(Tk - Tq);
+    if (key_mask.defined()) {
+        at::Tensor km = as_bool_mask(key_mask).view({B, 1, 1, Tk});
+        allowed = allowed.defined() ? at::logical_and(allowed, km) : km;
+    }
+
+    at::Tensor att = at::matmul(q * scale, k.transpose(-2, -1)); // [B,H,Tq,Tk]
+    if (allowed.defined()) att = att.masked_fill(allowed.logical_not(), lowest_finite(att.scalar_type()));
+    at::Tensor out = at::matmul(at::softmax(att, -1), v); // [B,H,Tq,Dv]
+    if (key_mask.defined()) {
+        // A query row with no visible key gives zeros.
+        at::Tensor any = allowed.any(-1, /*keepdim=*/true); // [B,1,Tq,1]
+        out = at::where(any, out, at::zeros({}, out.options()));
+    }
+    return out;
+}
+
+} // namespace
+
+extern "C" RT_API rt_tensor *rt_causal_attention_masked(rt_scope *S, const rt_tensor *q, const rt_tensor *k,
+                                                        const rt_tensor *v, const rt_tensor *key_mask, double scale) {
+    if (!alive(__func__, q, "q") || !alive(__func__, k, "k") || !alive(__func__, v, "v") ||
+        !alive(__func__, key_mask, "key_mask"))
+        return nullptr;
+    return op(S, __func__, [&] { return masked_attention(q->t, k->t, v->t, key_mask->t, scale); });
+}
+
+extern "C" RT_API rt_tensor *rt_causal_attention_cached_masked(rt_scope *S, rt_kv_cache *c, const rt_tensor *q,
+                                                               const rt_tensor *k, const rt_tensor *v,
+                                                               const rt_tensor *key_mask, double scale) {
+    if (!alive(__func__, q, "q") || !alive(__func__, key_mask, "key_mask")) return nullptr;
+    if (!alive(__func__, c, "cache") || !alive(__func__, k, "k") || !alive(__func__, v, "v")) return nullptr;
+    // Check the mask against the length the cache will have before appending,
+    // so a bad mask leaves the cache untouched.
+    {
+        const int64_t want = rt_kv_cache_len(c) + (k->t.dim() == 4 ? k->t.size(2) : 0);
+        const at::Tensor &m = key_mask->t;
+        if (m.dim() != 2 || m.size(0) != q->t.size(0) || m.size(1) != want) {
+            char buf[64];
+            rt_set_error("%s: key_mask has shape %s, expected [%lld, %lld] (batch, cached %lld + new %lld positions)",
+                         __func__, rt_shape_str(key_mask, buf, sizeof buf), (long long)q->t.size(0),
+                         (long long)want, (long long)rt_kv_cache_len(c), (long long)(want - rt_kv_cache_len(c)));
+            return nullptr;
+        }
+    }
+    rt_tensor *k_all = nullptr, *v_all = nullptr;
+    if (rt_kv_cache_append(c, nullptr, k, v, &k_all, &v_all) != RT_OK) return nullptr;
+    rt_tensor *out = op(S, __func__, [&] { return masked_attention(q->t, k_all->t, v_all->t, key_mask->t, scale); });
+    rt_free(k_all);
+    rt_free(v_all);
+    return out;
+}
+
+// ---------------------------------------------------------------------------
+// Decoding with packed projections: an uninitialised cache, attention from
+// one [B,T,3*H*D] projection, the tanh-GELU of the decoding MLP
+// ---------------------------------------------------------------------------
+
+struct rt_attn_cache {
+    rt_tensor *k, *v; // [B,H,max_len,D], owned; positions >= len are never read
+    int64_t len, max_len;
+};
+
+namespace {
+
+// The tanh-approximation GELU in its sigmoid form,
+//   0.5 x (1 + tanh(u)) = x / (1 + exp(-2u)),  u = sqrt(2/pi) (x + 0.044715 x^3),
+// which has no cancellation for negative x; exp256 keeps it within a few ulp.
+__attribute__((target("avx2,fma"))) void gelu_tanh_f32_avx2(const float *x, float *y, int64_t n) {
+    const __m256 c1 = _mm256_set1_ps(-2.0f * 0.7978845608028654f), c3 = _mm256_set1_ps(0.044715f);
+    const __m256 one = _mm256_set1_ps(1.0f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 xv = _mm256_loadu_ps(x + i);
+        const __m256 x2 = _mm256_mul_ps(xv, xv);
+        const __m256 m2u = _mm256_mul_ps(_mm256_mul_ps(c1, xv), _mm256_fmadd_ps(c3, x2, one)); // -2u
+        _mm256_storeu_ps(y + i, _mm256_div_ps(xv, _mm256_add_ps(one, exp256(m2u))));
+    }
+    for (; i < n; i++) {
+        const float m2u = -2.0f * 0.7978845608028654f * x[i] * (1.0f + 0.044715f * x[i] * x[i]);
+        y[i] = x[i] / (1.0f + std::exp(std::min(m2u, 88.3762626647949f)));
+    }
+}
+
+at::Tensor gelu_tanh_inference(const at::Tensor &x) {
+    if (!(x.is_cpu() && x.scalar_type() == at::kFloat && have_avx2())) return at::gelu(x, "tanh");
+    at::Tensor xc = x.contiguous();
+    at::Tensor y = at::empty_like(xc);
+    const float *px = xc.data_ptr<float>();
+    float *py = y.data_ptr<float>();
+    at::parallel_for(0, xc.numel(), 32768, [&](int64_t begin, int64_t end) {
+        gelu_tanh_f32_avx2(px + begin, py + begin, end - begin);
+    });
+    return y;
+}
+
+// qkv [B,T,3*H*D] -> [B,T,H*D]: append its k, v parts to c, then attend its
+// q part over everything cached. Shapes are checked by the caller.
+at::Tensor attention_qkv(rt_attn_cache *c, const at::Tensor &qkv, const at::Tensor &key_mask, double scale) {
+    const at::Tensor &ck = c->k->t, &cv = c->v->t;
+    const int64_t B = ck.size(0), H = ck.size(1), D = ck.size(3), T = qkv.size(1), len = c->len;
+    at::Tensor parts = qkv.reshape({B, T, 3, H, D});
+    at::Tensor q = parts.select(2, 0).permute({0, 2, 1, 3}); // [B,H,T,D], strided views of qkv
+    {
+        at::NoGradGuard no_grad;
+        ck.narrow(2, len, T).copy_(parts.select(2, 1).permute({0, 2, 1, 3}));
+        cv.narrow(2, len, T).copy_(parts.select(2, 2).permute({0, 2, 1, 3}));
+    }
+    c->len = len + T;
+    at::Tensor k = ck.narrow(2, 0, len + T), v = cv.narrow(2, 0, len + T); // [B,H,len+T,D]
+    if (scale <= 0) scale = 1.0 / std::sqrt(static_cast<double>(D));
+    if (use_kernel(q, k, v) && q.stride(3) == 1) {
+        // the kernel writes the merged-heads layout directly
+        at::Tensor out = at::empty({B, T, H, D}, qkv.options());
+        at::Tensor out_bhtd = out.permute({0, 2, 1, 3});
+        at::Tensor km = as_bool_mask(key_mask).contiguous();
+        if (qkv.scalar_type() == at::kDouble)
+            attention_kernel<double>(q, k, v, km, scale, out_bhtd);
+        else
+            attention_kernel<float>(q, k, v, km, scale, out_bhtd);
+        return out.view({B, T, H * D});
+    }
+    return masked_attention(q, k, v, key_mask, scale).transpose(1, 2).reshape({B, T, H * D});
+}
+
+} // namespace
+
+extern "C" RT_API rt_attn_cache *rt_attn_cache_new(int64_t batch, int64_t heads, int64_t max_len, int64_t head_dim,
+                                                   rt_opts o) {
+    if (batch <= 0 || heads <= 0 || max_len <= 0 || head_dim <= 0) {
+        rt_set_error("%s: sizes must be positive: batch %lld, heads %lld, max_len %lld, head_dim %lld", __func__,
+                     (long long)batch, (long long)heads, (long long)max_len, (long long)head_dim);
+        return nullptr;
+    }
+    if (o.dtype != RT_F32 && o.dtype != RT_F64) {
+        rt_set_error("%s: dtype %s is not supported (float32 or float64)", __func__, rt_dtype_name(o.dtype));
+        return nullptr;
+    }
+    const int64_t shape[4] = {batch, heads, max_len, head_dim};
+    rt_tensor *k = rt_empty(nullptr, shape, 4, o), *v = k ? rt_empty(nullptr, shape, 4, o) : nullptr;
+    rt_attn_cache *c =
+        v ? rt::guard<rt_attn_cache *>(__func__, nullptr, [&] { return new rt_attn_cache{k, v, 0, max_len}; })
+          : nullptr;
+    if (!c) {
+        rt_free(k);
+        rt_free(v);
+    }
+    return c;
+}
+
+extern "C" RT_API void rt_attn_cache_free(rt_attn_cache *c) {
+    if (!c) return;
+    rt_free(c->k);
+    rt_free(c->v);
+    delete c;
+}
+
+extern "C" RT_API int64_t rt_attn_cache_len(const rt_attn_cache *c) { return c ? c->len : -1; }
+
+extern "C" RT_API void rt_attn_cache_clear(rt_attn_cache *c) {
+    if (c) c->len = 0;
+}
+
+extern "C" RT_API rt_tensor *rt_attention_qkv_cached(rt_scope *S, rt_attn_cache *c, const rt_tensor *qkv,
+                                                     const rt_tensor *key_mask, double scale) {
+    if (!alive(__func__, qkv, "qkv") || !alive(__func__, key_mask, "key_mask")) return nullptr;
+    if (!alive(__func__, c, "cache")) return nullptr;
+    const at::Tensor &x = qkv->t, &m = key_mask->t, &ck = c->k->t;
+    const int64_t B = ck.size(0), H = ck.size(1), D = ck.size(3);
+    char buf[64];
+    if (x.dim() != 3 || x.size(0) != B || x.size(2) != 3 * H * D || x.size(1) < 1 ||
+        x.scalar_type() != ck.scalar_type() || x.device() != ck.device()) {
+        rt_set_error("%s: qkv %s (%s) must be [%lld, T, %lld] in the cache's dtype and device (batch, T >= 1, "
+                     "3 x %lld heads x %lld)",
+                     __func__, rt_shape_str(qkv, buf, sizeof buf), rt_dtype_name(rt_dtype_of(qkv)), (long long)B,
+                     (long long)(3 * H * D), (long long)H, (long long)D);
+        return nullptr;
+    }
+    const int64_t T = x.size(1), want = c->len + T;
+    if (want > c->max_len) {
+        rt_set_error("%s: KV cache overflow: %lld cached + %lld new positions exceed max_len %lld", __func__,
+                     (long long)c->len, (long long)T, (long long)c->max_len);
+        return nullptr;
+    }
+    if (m.dim() != 2 || m.size(0) != B || m.size(1) != want) {
+        rt_set_error("%s: key_mask has shape %s, expected [%lld, %lld] (batch, cached %lld + new %lld positions)",
+                     __func__, rt_shape_str(key_mask, buf, sizeof buf), (long long)B, (long long)want,
+                     (long long)c->len, (long long)T);
+        return nullptr;
+    }
+    return op(S, __func__, [&] { return attention_qkv(c, x, m, scale); });
+}
+
+extern "C" RT_API rt_tensor *rt_gelu_tanh_inference(rt_scope *S, const rt_tensor *x) {
+    if (!alive(__func__, x, "x")) return nullptr;
+    return op(S, __func__, [&] {
+        at::NoGradGuard no_grad;
+        TORCH_CHECK(at::isFloatingType(x->t.scalar_type()), "x must be floating point, got ", x->t.scalar_type());
+        return gelu_tanh_inference(x->t);
+    });
+}
+
+// ---------------------------------------------------------------------------
+// Sampling
+// ---------------------------------------------------------------------------
+
+namespace {
+
+// The sampling-parameter checks shared by rt_filter_logits and rt_sample_logits.
+bool check_sampling(const char *fn, double temperature, int64_t top_k, double top_p) {
+    if (!(temperature >= 0.0) || !std::isfinite(temperature)) {
+        rt_set_error("%s: temperature %g must be finite and >= 0 (0 = greedy)", fn, temperature);
+        return false;
+    }
+    if (top_k < 0) {
+        rt_set_error("%s: top_k %lld must be >= 0 (0 = off)", fn, (long long)top_k);
+        return false;
+    }
+    if (!(top_p > 0.0 && top_p <= 1.0)) {
+        rt_set_error("%s: top_p %g must be in (0, 1] (1 = off)", fn, top_p);
+        return false;
+    }
+    return true;
+}
+
+// logits [..., V] -> z [..., V]: divided by the temperature (when > 0), the
+// tokens top-k and top-p drop set to -inf. No grad.
+at::Tensor filter_logits(const at::Tensor &x, double temperature, int64_t top_k, double top_p) {
+    TORCH_CHECK(x.dim() >= 1, "logits must be [..., V], got a 0-dim tensor");
+    TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
+                "logits must be float32 or float64, got ", x.scalar_type());
+    const int64_t V = x.size(-1);
+    TORCH_CHECK(V > 0, "logits have an empty vocabulary: ", x.sizes());
+    const double ninf = -std::numeric_limits<double>::infinity();
+    at::Tensor z = temperature > 0.0 ? x / temperature : x;
+    if (top_k > 0 && top_k < V) {
+        // HF TopKLogitsWarper: drop what is below the k-th largest (ties stay).
+        at::Tensor kth = std::get<0>(at::topk(z, top_k, -1)).narrow(-1, top_k - 1, 1); // [...,1]
+        z = z.masked_fill(z < kth, ninf);
+    }
+    if (top_p < 1.0) {
+        // Nucleus: in descending order keep a token while the mass before it
+        // is < top_p (the first always stays); HF TopPLogitsWarper.
+        auto sorted = at::sort(z, -1, /*descending=*/true);
+        at::Tensor p = at::softmax(std::get<0>(sorted), -1);
+        at::Tensor drop_sorted = (at::cumsum(p, -1) - p) >= top_p; // [...,V]
+        at::Tensor drop = at::empty_like(drop_sorted).scatter_(-1, std::get<1>(sorted), drop_sorted);
+        z = z.masked_fill(drop, ninf);
+    }
+    return z;
+}
+
+// rt_sample_logits for the common decoding case -- CPU, contiguous [N,V],
+// temperature > 0, no nucleus -- one pass per row instead of seven ATen ops:
+// z = x / T, drop below the k-th largest (ties stay), logsumexp, the
+// Gumbel-max draw (first index on ties, like argmax) and its log-prob. The
+// same distribution and the same noise as the composition; the log-probs
+// agree to rounding (the logsumexp accumulates in double). A NaN logit is
+// an error here rather than an arbitrary token.
+template <class T>
+void sample_rows(const at::Tensor &x, const at::Tensor &noise, double temperature, int64_t top_k, at::Tensor &tok,
+                 at::Tensor &logp) {
+    const int64_t N = x.size(0), V = x.size(1);
+    const T *px = x.data_ptr<T>(), *pg = noise.data_ptr<T>();
+    int64_t *pt = tok.data_ptr<int64_t>();
+    T *pl = logp.data_ptr<T>();
+    const T inv_t = static_cast<T>(1.0 / temperature);
+    const bool filter = top_k > 0 && top_k < V;
+    at::parallel_for(0, N, 16, [&](int64_t begin, int64_t end) {
+        std::vector<T> z(static_cast<size_t>(V)), sorted(filter ? static_cast<size_t>(V) : 0);
+        for (int64_t r = begin; r < end; r++) {
+            const T *xr = px + r * V, *gr = pg + r * V;
+            bool nan = false;
+            for (int64_t v = 0; v < V; v++) z[v] = xr[v] * inv_t, nan |= std::isnan(z[v]);
+            TORCH_CHECK(!nan, "row ", r, " of the logits holds NaN");
+            T kth = -std::numeric_limits<T>::infinity();
+            if (filter) {
+                std::copy(z.begin(), z.end(), sorted.begin());
+                std::nth_element(sorted.begin(), sorted.begin() + (top_k - 1), sorted.end(), std::greater<T>());
+                kth = sorted[static_cast<size_t>(top_k - 1)];
+            }
+            T mx = -std::numeric_limits<T>::infinity();
+            for (int64_t v = 0; v < V; v++)
+                if (z[v] >= kth && z[v] > mx) mx = z[v];
+            double sum = 0;
+            for (int64_t v = 0; v < V; v++)
+                if (z[v] >= kth) sum += std::exp(static_cast<double>(z[v] - mx));
+            const T lse = mx + static_cast<T>(std::log(sum));
+            int64_t best = -1;
+            T best_score = 0;
+            for (int64_t v = 0; v < V; v++) {
+                if (!(z[v] >= kth)) continue; // filtered out (or NaN)
+                const T score = (z[v] - lse) + gr[v];
+                if (best < 0 || score > best_score) best = v, best_score = score;
+            }
+            TORCH_CHECK(best >= 0, "row ", r, " of the logits has no finite value to sample");
+            pt[r] = best;
+            pl[r] = z[best] - lse;
+        }
+    });
+}
+
+} // namespace
+
+extern "C" RT_API rt_tensor *rt_filter_logits(rt_scope *S, const rt_tensor *logits, double temperature,
+                                              int64_t top_k, double top_p) {
+    if (!alive(__func__, logits, "logits") || !check_sampling(__func__, temperature, top_k, top_p)) return nullptr;
+    return op(S, __func__, [&] {
+        at::NoGradGuard no_grad;
+        return filter_logits(logits->t, temperature, top_k, top_p);
+    });
+}
+
+extern "C" RT_API rt_tensor *rt_sample_logits(rt_scope *S, const rt_tensor *logits, double temperature, int64_t top_k,
+                                              double top_p, rt_gen *g, rt_tensor **logp) {
+    if (logp) *logp = nullptr;
+    if (!alive(__func__, logits, "logits") || !check_sampling(__func__, temperature, top_k, top_p)) return nullptr;
+    if (temperature > 0.0 && !g) {
+        rt_set_error("%s: generator is NULL (sampling at temperature %g draws noise)", __func__, temperature);
+        return nullptr;
+    }
+    const at::Tensor &x = logits->t;
+    if (x.dim() != 2) {
+        char buf[64];
+        rt_set_error("%s: logits must be [N,V], got %s", __func__, rt_shape_str(logits, buf, sizeof buf));
+        return nullptr;
+    }
+    rt_tensor *noise = nullptr;
+    if (temperature > 0.0 && at::isFloatingType(x.scalar_type())) {
+        int64_t shape[2] = {x.size(0), x.size(1)};
+        rt_opts o = {x.scalar_type() == at::kDouble ? RT_F64 : RT_F32, RT_CPU, 0};
+        if (!x.is_cpu()) o.device = RT_CUDA, o.device_index = x.device().index();
+        noise = rt_gumbel(nullptr, shape, 2, g, o); // [N,V] standard Gumbel, finite
+        if (!noise) return nullptr;
+    }
+    rt_tensor *lp = nullptr;
+    rt_tensor *ids = rt::guard<rt_tensor *>(__func__, nullptr, [&]() -> rt_tensor * {
+        at::NoGradGuard no_grad;
+        if (noise && top_p >= 1.0 && x.is_cpu() && x.is_contiguous() && x.size(1) > 0 &&
+            (x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble)) {
+            at::Tensor tok = at::empty({x.size(0)}, x.options().dtype(at::kLong)); // [N]
+            at::Tensor chosen = at::empty({x.size(0)}, x.options());                 // [N]
+            if (x.scalar_type() == at::kFloat)
+                sample_rows<float>(x, noise->t, temperature, top_k, tok, chosen);
+            else
+                sample_rows<double>(x, noise->t, temperature, top_k, tok, chosen);
+            rt_tensor *h = rt::wrap(S, tok);
+            if (logp) {
+                try {
+                    lp = rt::wrap(S, chosen);
+                } catch (...) {
+                    rt_free(h);
+                    throw;
+                }
+            }
+            return h;
+        }
+        at::Tensor z = filter_logits(x, temperature, top_k, top_p); // [N,V]
+        at::Tensor logprobs = at::log_softmax(z, -1);                // the sampling distribution
+        at::Tensor tok = noise ? at::argmax(logprobs + noise->t, -1) // Gumbel-max draw
+                               : at::argmax(z, -1);                  // greedy
+        at::Tensor chosen = logprobs.gather(1, tok.unsqueeze(1)).squeeze(1); // [N]
+        rt_tensor *h = rt::wrap(S, tok);
+        if (logp) {
+            try {
+                lp = rt::wrap(S, chosen);
+            } catch (...) {
+                rt_free(h);
+                throw;
+            }
+        }
+        return h;
+    });
+    rt_free(noise);
+    if (ids && logp) *logp = lp;
+    return ids;
+}
+
+// ---------------------------------------------------------------------------
+// Inference region
+// ---------------------------------------------------------------------------
+
+namespace {
+
+// One saved state per open region on this thread (regions nest).
+struct inference_state {
+    c10::impl::LocalDispatchKeySet keys;
+    bool grad;
+};
+thread_local std::vector<inference_state> inference_stack;
+
+} // namespace
+
+extern "C" RT_API int rt_inference_begin(void) {
+    return rt::guard<int>(__func__, -1, [&] {
+        inference_stack.push_back({c10::impl::tls_local_dispatch_key_set(), c10::GradMode::is_enabled()});
+        c10::GradMode::set_enabled(false);
+        // What at::AutoDispatchBelowADInplaceOrView does, left open until
+        // rt_inference_end: ops skip the autograd and ADInplaceOrView kernels.
+        c10::impl::PODLocalDispatchKeySet raw;
+        raw.set_included(inference_stack.back().keys.included_);
+        raw.set_excluded(inference_stack.back().keys.excluded_ | c10::autograd_dispatch_keyset_with_ADInplaceOrView);
+        c10::impl::_force_tls_local_dispatch_key_set(c10::impl::LocalDispatchKeySet(raw));
+        return static_cast<int>(inference_stack.size());
+    });
+}
+
+extern "C" RT_API int rt_inference_end(int depth) {
+    if (depth <= 0 || static_cast<size_t>(depth) != inference_stack.size()) {
+        rt_set_error("rt_inference_end: region %d is not the innermost open one (%zu open on this thread)", depth,
+                     inference_stack.size());
+        return RT_EINVAL;
+    }
+    inference_state st = inference_stack.back();
+    inference_stack.pop_back();
+    c10::impl::PODLocalDispatchKeySet raw;
+    raw.set_included(st.keys.included_);
+    raw.set_excluded(st.keys.excluded_);
+    c10::impl::_force_tls_local_dispatch_key_set(c10::impl::LocalDispatchKeySet(raw));
+    c10::GradMode::set_enabled(st.grad);
+    return RT_OK;
+}
