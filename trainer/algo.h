@@ -21,5 +21,11 @@ typedef struct rlt_algo {
 
 extern const rlt_algo rlt_algo_kd;
 extern const rlt_algo rlt_algo_sac;
+extern const rlt_algo rlt_algo_sft;  /* sft_train.c  */
+extern const rlt_algo rlt_algo_grpo; /* grpo_train.c */
+extern const rlt_algo rlt_algo_distill; /* distill_train.c */
+extern const rlt_algo rlt_algo_dpo, rlt_algo_sdpo, rlt_algo_adpo, rlt_algo_simpo, rlt_algo_orpo, rlt_algo_kto,
+    rlt_algo_bco; /* pref_algos.c */
+int make_prefs_main(int argc, char **argv); /* make_prefs.c: `rlt make-prefs` */
 
 #endif /* RLT_ALGO_H */

@@ -35,7 +35,10 @@
 #endif
 #define MAX_SETS 256
 
-static const rlt_algo *const algos[] = {&rlt_algo_kd, &rlt_algo_sac};
+static const rlt_algo *const algos[] = {
+    &rlt_algo_kd,   &rlt_algo_sac,  &rlt_algo_sft,   &rlt_algo_grpo, &rlt_algo_distill, &rlt_algo_dpo,
+    &rlt_algo_sdpo, &rlt_algo_adpo, &rlt_algo_simpo, &rlt_algo_orpo, &rlt_algo_kto,     &rlt_algo_bco,
+};
 static const int nalgos = (int)(sizeof algos / sizeof algos[0]);
 
 static const rlt_algo *find_algo(const char *name) {
@@ -54,12 +57,14 @@ static void usage(FILE *out) {
             "usage: rlt <command> [options]\n\n"
             "commands:\n"
             "  train RECIPE.ini   start (or continue) a training job\n"
+            "  check RECIPE...    validate recipes without running them\n"
             "  resume RUN_DIR     continue a run from its newest complete checkpoint\n"
             "  eval RUN_DIR|CKPT  evaluate the models of a checkpoint\n"
             "  inspect CKPT       print a checkpoint's step, config and tensors\n"
             "  loss NAME          evaluate a loss on tensors stored in HDF5\n"
             "  envs               list the environment plugins found, with their spaces\n"
             "  env replay NAME    step one environment through stored actions, write the trajectory\n"
+            "  make-prefs         sample, score and write a preference dataset from a policy checkpoint\n"
             "  help [ALGORITHM]   this text, or every recipe key of an algorithm with its default\n\n"
             "`rlt <command> --help` lists the command's options with their defaults.\n\n"
             "algorithms ([run] algorithm in a recipe):\n");
@@ -116,7 +121,7 @@ static const rlt_algo *recipe_algo(const char *path, const char *const *sets, in
 
 /* Options shared by the subcommands. */
 typedef struct cli {
-    const char *positional[4];
+    const char *positional[64];
     int npositional;
     const char *sets[MAX_SETS];
     int nsets;
@@ -135,7 +140,7 @@ static int parse_cli(int argc, char **argv, cli *c, const char *allowed) {
             continue;
         }
         if (strncmp(a, "--", 2) != 0) {
-            if (c->npositional == 4) {
+            if (c->npositional == 64) {
                 fprintf(stderr, "error: unexpected argument '%s'\n", a);
                 return -1;
             }
@@ -218,6 +223,39 @@ static int cmd_train(int argc, char **argv, int full_argc, char **full_argv) {
     const rlt_algo *al = recipe_algo(a.recipe_path, c.sets, c.nsets);
     if (!al) return RUN_EXIT_USAGE;
     return al->train(&a);
+}
+
+/* `rlt check RECIPE...`: parse and validate recipes (defaults < file < --set,
+ * the algorithm's cross-field checks) without running anything. */
+static int cmd_check(int argc, char **argv) {
+    cli c;
+    if (parse_cli(argc, argv, &c, " set ") < 0) return RUN_EXIT_USAGE;
+    if (c.help || c.npositional < 1) {
+        fprintf(c.help ? stdout : stderr,
+                "usage: rlt check RECIPE.ini... [--set SECTION.KEY=VALUE]...\n\n"
+                "Reads each recipe with its algorithm's schema (defaults < recipe < --set) and runs every check a\n"
+                "training job would run on its config; prints 'ok' per recipe or every problem, one per line.\n");
+        return c.help ? RUN_EXIT_OK : RUN_EXIT_USAGE;
+    }
+    int code = RUN_EXIT_OK;
+    for (int i = 0; i < c.npositional; i++) {
+        const rlt_algo *al = recipe_algo(c.positional[i], c.sets, c.nsets);
+        if (!al) {
+            code = RUN_EXIT_USAGE;
+            continue;
+        }
+        void *cfg = calloc(1, al->schema->struct_size);
+        cfg_errors err;
+        cfg_errors_clear(&err);
+        if (!cfg || cfg_load(al->schema, cfg, c.positional[i], c.sets, c.nsets, &err) != CFG_OK) {
+            cfg_errors_print(&err, stderr, "error: ");
+            code = RUN_EXIT_USAGE;
+        } else {
+            printf("%s: ok (algorithm %s)\n", c.positional[i], al->name);
+        }
+        free(cfg);
+    }
+    return code;
 }
 
 static int cmd_resume(int argc, char **argv, int full_argc, char **full_argv) {
@@ -373,6 +411,7 @@ int main(int argc, char **argv) {
         return RUN_EXIT_OK;
     }
     if (strcmp(cmd, "train") == 0) return cmd_train(sub_argc, sub_argv, argc, argv);
+    if (strcmp(cmd, "check") == 0) return cmd_check(sub_argc, sub_argv);
     if (strcmp(cmd, "resume") == 0) return cmd_resume(sub_argc, sub_argv, argc, argv);
     if (strcmp(cmd, "eval") == 0) return cmd_eval(sub_argc, sub_argv);
     if (strcmp(cmd, "inspect") == 0) return cmd_inspect(sub_argc, sub_argv);
@@ -383,6 +422,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "error: usage: rlt env replay NAME ... (rlt env replay --help); `rlt envs` lists plugins\n");
         return RUN_EXIT_USAGE;
     }
+    if (strcmp(cmd, "make-prefs") == 0) return make_prefs_main(sub_argc, sub_argv);
     if (strcmp(cmd, "help") == 0) return cmd_help(sub_argc, sub_argv);
     fprintf(stderr, "error: unknown command '%s'\n\n", cmd);
     usage(stderr);
