@@ -42,47 +42,17 @@ static void pf_prefx_metrics(mx_record *rec, const prefx_metric *t, size_t n, co
     }
 }
 
-/* Applies "name=value name=value ..." to cfg through a family's setter, then
- * its check. Pairs are separated by blanks, or by a comma when what follows
- * it is itself a name=value: "loss_type=sigmoid,sft loss_weights=1,0.5" and
- * "beta=0.1,label_smoothing=0.1" both read as meant (comma-list values stay
- * whole). Errors (err) name the pair and the family's reason. */
+/* Applies the settings string to cfg through a family's setter
+ * (sp_apply_settings: "loss_type=sigmoid,sft loss_weights=1,0.5" and
+ * "beta=0.1,label_smoothing=0.1" both read as meant), then its check. */
 static int pf_apply(const char *text, void *cfg, int (*set)(void *, const char *, const char *),
                     int (*check)(const void *), char *err, size_t errlen) {
-    size_t len = strlen(text);
-    char *buf = malloc(len + 1);
-    if (!buf) {
-        snprintf(err, errlen, "out of memory");
+    if (sp_apply_settings(text, cfg, set, err, errlen) < 0) return -1;
+    if (check && check(cfg) != RT_OK) {
+        snprintf(err, errlen, "%s", rt_last_error());
         return -1;
     }
-    memcpy(buf, text, len + 1);
-    /* commas that start a new pair become blanks */
-    for (char *c = strchr(buf, ','); c; c = strchr(c + 1, ',')) {
-        const char *next = c + 1;
-        size_t seg = strcspn(next, ", \t");
-        const char *eq = memchr(next, '=', seg);
-        if (eq) *c = ' ';
-    }
-    int rc = 0;
-    for (char *save = NULL, *tok = strtok_r(buf, " \t", &save); tok && rc == 0; tok = strtok_r(NULL, " \t", &save)) {
-        char *eq = strchr(tok, '=');
-        if (!eq) {
-            snprintf(err, errlen, "'%s' is not name=value", tok);
-            rc = -1;
-            break;
-        }
-        *eq = '\0';
-        if (set(cfg, tok, eq + 1) != RT_OK) {
-            snprintf(err, errlen, "%s", rt_last_error());
-            rc = -1;
-        }
-    }
-    free(buf);
-    if (rc == 0 && check && check(cfg) != RT_OK) {
-        snprintf(err, errlen, "%s", rt_last_error());
-        rc = -1;
-    }
-    return rc;
+    return 0;
 }
 
 static bool pf_always_ref(const pf_cfg *c, const pf_losses *L) {

@@ -44,9 +44,7 @@ void sp_task_close(sp_task *t) {
     free(t->prompt_buf);
     free(t->demo_buf);
     free(t->text_buf);
-    free(t->ids_buf);
     t->prompt_buf = t->demo_buf = t->text_buf = NULL;
-    t->ids_buf = NULL;
 }
 
 /* Splits "a:b:c" into at most cap directory strings inside buf. */
@@ -91,9 +89,7 @@ int sp_task_open(sp_task *t, const sp_task_cfg *cfg, char *err, size_t errlen) {
      * special is "</think>"); sized for the longest context we allow. */
     t->text_cap = 16 * 8192 + 16;
     t->text_buf = malloc(t->text_cap);
-    t->ids_cap = (int64_t)(t->max_prompt_chars > t->max_demo_chars ? t->max_prompt_chars : t->max_demo_chars) + 8;
-    t->ids_buf = malloc((size_t)t->ids_cap * sizeof *t->ids_buf);
-    if (!t->prompt_buf || !t->demo_buf || !t->text_buf || !t->ids_buf) {
+    if (!t->prompt_buf || !t->demo_buf || !t->text_buf) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -155,82 +151,17 @@ static const char *sp_demo_target(const sp_task *t, const char *demo) {
     return last ? last + strlen(ENV_THINK_END) : demo;
 }
 
-/* Encodes rows[i] with a prefix/suffix special into one padded [n,L] block.
- * left: pad on the left (prompts) or the right (completions). */
-static int sp_encode_block(rt_scope *S, sp_task *t, char *const *rows, int64_t n, int prompts, rt_tensor **ids,
-                           rt_tensor **mask, char *err, size_t errlen) {
-    *ids = *mask = NULL;
-    int64_t cap = t->ids_cap, L = 0;
-    int64_t *lens = malloc((size_t)n * sizeof *lens);
-    int64_t **enc = calloc((size_t)n, sizeof *enc);
-    int64_t *flat = NULL;
-    float *fm = NULL;
-    int rc = -1;
-    if (!lens || !enc) goto oom;
-    for (int64_t i = 0; i < n; i++) {
-        const char *text = prompts ? rows[i] : sp_demo_target(t, rows[i]);
-        enc[i] = malloc((size_t)(cap + 2) * sizeof **enc);
-        if (!enc[i]) goto oom;
-        int64_t off = prompts ? 1 : 0;
-        int64_t k = tok_encode(t->tok, text, enc[i] + off, cap);
-        if (k < 0) {
-            snprintf(err, errlen, "%s %lld (\"%.60s\"): %s", prompts ? "prompt" : "demonstration", (long long)i, text,
-                     tok_last_error(t->tok));
-            goto out;
-        }
-        if (prompts) {
-            enc[i][0] = TOK_BOS;
-            k += 1;
-            if (t->think) enc[i][k++] = TOK_THINK_BEGIN;
-        } else {
-            enc[i][k++] = TOK_EOS;
-        }
-        lens[i] = k;
-        if (k > L) L = k;
-    }
-    flat = malloc((size_t)(n * L) * sizeof *flat);
-    fm = malloc((size_t)(n * L) * sizeof *fm);
-    if (!flat || !fm) goto oom;
-    for (int64_t i = 0; i < n; i++) {
-        int64_t pad = L - lens[i], start = prompts ? pad : 0;
-        for (int64_t j = 0; j < L; j++) {
-            flat[i * L + j] = TOK_PAD;
-            fm[i * L + j] = 0.0f;
-        }
-        for (int64_t j = 0; j < lens[i]; j++) {
-            flat[i * L + start + j] = enc[i][j];
-            fm[i * L + start + j] = 1.0f;
-        }
-    }
-    int64_t shape[2] = {n, L};
-    *ids = rt_from_data(S, flat, shape, 2, RT_OPTS(RT_I64));
-    *mask = rt_from_data(S, fm, shape, 2, RT_OPTS(RT_F32));
-    if (!*ids || !*mask) {
-        snprintf(err, errlen, "%s", rt_last_error());
-        goto out;
-    }
-    rc = 0;
-    goto out;
-oom:
-    snprintf(err, errlen, "out of memory");
-out:
-    if (enc)
-        for (int64_t i = 0; i < n; i++) free(enc[i]);
-    free(enc);
-    free(lens);
-    free(flat);
-    free(fm);
-    return rc;
-}
+static int sp_encode_texts(rt_scope *S, sp_task *t, const char *const *texts, int64_t n, int prompts, rt_tensor **ids,
+                           rt_tensor **mask, char *err, size_t errlen);
 
 int sp_encode_prompts(rt_scope *S, sp_task *t, char *const *prompts, int64_t n, rt_tensor **ids, rt_tensor **mask,
                       char *err, size_t errlen) {
-    return sp_encode_block(S, t, prompts, n, 1, ids, mask, err, errlen);
+    return sp_encode_texts(S, t, (const char *const *)prompts, n, 1, ids, mask, err, errlen);
 }
 
 int sp_encode_completions(rt_scope *S, sp_task *t, char *const *demos, int64_t n, rt_tensor **ids, rt_tensor **mask,
                           char *err, size_t errlen) {
-    return sp_encode_block(S, t, demos, n, 0, ids, mask, err, errlen);
+    return sp_encode_texts(S, t, (const char *const *)demos, n, 0, ids, mask, err, errlen);
 }
 
 const char *sp_completion_text(sp_task *t, const int64_t *ids, int64_t len) {
@@ -419,8 +350,14 @@ int sp_apply_settings(const char *text, void *cfg, int (*set)(void *, const char
         return -1;
     }
     memcpy(buf, text, len + 1);
+    /* A comma separates pairs only when a name=value follows it, so
+     * comma-list values ("loss_type=sigmoid,sft") stay whole. */
+    for (char *c = strchr(buf, ','); c; c = strchr(c + 1, ',')) {
+        const char *next = c + 1;
+        if (memchr(next, '=', strcspn(next, ", \t"))) *c = ' ';
+    }
     int rc = 0;
-    for (char *save = NULL, *tok = strtok_r(buf, " ,", &save); tok; tok = strtok_r(NULL, " ,", &save)) {
+    for (char *save = NULL, *tok = strtok_r(buf, " \t", &save); tok; tok = strtok_r(NULL, " \t", &save)) {
         char *eq = strchr(tok, '=');
         if (!eq) {
             snprintf(err, errlen, "'%s' is not name=value", tok);
@@ -705,10 +642,10 @@ out:
     return rc;
 }
 
-/* Texts -> one padded [n, L] block, as sp_encode_block lays it out (prompts:
- * BOS + text [+ THINK_BEGIN], left-padded; completions: sp_demo_target +
- * EOS, right-padded), with room for texts of any length: rows hold sampled
- * completions, which may run past the task's longest demonstration. */
+/* Texts -> one padded [n, L] block (prompts: BOS + text [+ THINK_BEGIN],
+ * left-padded; completions: sp_demo_target + EOS, right-padded), with room
+ * for texts of any length: rows hold sampled completions, which may run past
+ * the task's longest demonstration. */
 static int sp_encode_texts(rt_scope *S, sp_task *t, const char *const *texts, int64_t n, int prompts, rt_tensor **ids,
                            rt_tensor **mask, char *err, size_t errlen) {
     *ids = *mask = NULL;

@@ -108,8 +108,6 @@ typedef struct sp_task {
     char *prompt_buf, *demo_buf; /* scratch of those sizes + 1                     */
     char *text_buf;              /* decoded completions                            */
     size_t text_cap;
-    int64_t *ids_buf;            /* encoded text                                   */
-    int64_t ids_cap;
 } sp_task;
 
 /* Loads the plugin named by cfg (search: cfg->env_path, RLT_ENV_PATH, the
@@ -225,7 +223,8 @@ int sp_fail(run_ctx *r, int exit_code, const char *fmt, ...) CFG_PRINTF(3, 4);
 
 /* ---- settings strings ---------------------------------------------------- */
 
-/* Applies "name=value name=value" (blanks or commas between pairs) with
+/* Applies "name=value name=value" (blanks between pairs, or a comma when a
+ * name=value follows it, so comma-list values stay whole) with
  * set(cfg, name, value) (an rt_status setter such as pg_config_set). Returns
  * 0, or -1 with the message in err. */
 int sp_apply_settings(const char *text, void *cfg, int (*set)(void *, const char *, const char *), char *err,
