@@ -13,10 +13,15 @@
  *   simpo  pairwise  SimPO (reference-free, length-normalised)
  *   orpo   pairwise  ORPO (reference-free; NLL over prompt + chosen)
  *   kto    unpaired  KTO with TRL's KL sample (the batch-chunk rotation)
- *   bco    unpaired  BCO with its running mean in the checkpoint
+ *   bco    unpaired  BCO with its running mean in the checkpoint; UDM (bco.udm): the
+ *                    undesirable losses weighted by the density ratio of a logistic-
+ *                    regression prompt classifier (trainer/logreg.h), fitted once on the
+ *                    reference policy's prompt embeddings and kept in the checkpoint
  *
  * Metrics: the loss families' own tables (TRL's names, "train/" prefixed),
- * plus logits/chosen and logits/rejected for the pairwise ones.
+ * plus logits/chosen and logits/rejected, and bco.udm's udm/density_ratio.
+ * dpo with ld_alpha and train.precompute_ref stores the LD-weighted
+ * reference sums in the table (dpo_ref_row_values).
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -24,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "logreg.h"
 #include "pref_train.h"
 #include "shuffle.h"
 
@@ -82,6 +88,33 @@ static void pf_pair_logit_metrics(rt_scope *S, const pf_batch *b, mx_record *rec
     pf_metric(rec, "logits/rejected", pf_mean_logit(S, b, 1));
 }
 
+/* logits/chosen and logits/rejected of unpaired data (kto, bco): over the
+ * completion tokens of the desirable (undesirable) records -- slot 0 -- the
+ * mean logit over the vocabulary, averaged per token, as the pairwise loops
+ * log them. (TRL's KTO and BCO sum the logits of every position of the
+ * padded rows and divide by the record count, a number the batch's padding
+ * changes.) */
+static void pf_unpaired_logit_metrics(rt_scope *S, const pf_batch *b, mx_record *rec) {
+    int g = rt_no_grad_begin();
+    rt_tensor *c_logits = sp_completion_logits(S, b->logits, b->rows.P, b->rows.C);   /* [n, C, V] */
+    rt_tensor *m = rt_where_scalar(S, b->rows.c_mask, rt_mean(S, c_logits, 2, 0), 0.0); /* [n, C]    */
+    rt_tensor *sums = pf_slot(S, b, rt_sum(S, m, 1, 0), 0);                            /* [B]       */
+    rt_tensor *lens = pf_slot(S, b, b->rows.lengths, 0);                               /* [B]       */
+    rt_grad_mode_restore(g);
+    double *hs = malloc(2 * (size_t)b->B * sizeof *hs);
+    if (hs && pf_host(sums, hs, (size_t)b->B) == 0 && pf_host(lens, hs + b->B, (size_t)b->B) == 0) {
+        double s[2] = {0, 0}, t[2] = {0, 0};
+        for (int64_t i = 0; i < b->B; i++) {
+            int k = b->recs[i]->label != 0;
+            s[k] += hs[i];
+            t[k] += hs[b->B + i];
+        }
+        if (t[1] > 0) pf_metric(rec, "logits/chosen", s[1] / t[1]);
+        if (t[0] > 0) pf_metric(rec, "logits/rejected", s[0] / t[0]);
+    }
+    free(hs);
+}
+
 /* ======================================================================== */
 /* dpo                                                                       */
 /* ======================================================================== */
@@ -104,15 +137,23 @@ static int dpo_check_cfg(const void *c) { return dpo_config_check(c); }
 
 static int dpo_parse(const pf_cfg *c, pf_losses *L, char *err, size_t errlen) {
     L->dpo = dpo_config_default();
-    if (pf_apply(c->settings, &L->dpo, dpo_set, dpo_check_cfg, err, errlen) < 0) return -1;
-    if (L->dpo.ld_alpha != 1.0 && c->precompute_ref) {
-        snprintf(err, errlen,
-                 "ld_alpha=%g weights each pair's tokens by the pair's shared length, which a precomputed table of "
-                 "one sum per completion cannot hold: set train.precompute_ref = false",
-                 L->dpo.ld_alpha);
-        return -1;
-    }
-    return 0;
+    return pf_apply(c->settings, &L->dpo, dpo_set, dpo_check_cfg, err, errlen);
+}
+
+/* The precomputed table holds what the live reference gives the loss: with
+ * ld_alpha, each completion's LD-weighted sum (TRL HEAD applies ld_alpha when
+ * it precomputes). A pair's shared length is fixed by its own two
+ * completions -- rows are never truncated (the loop refuses data longer than
+ * model.context) and dpo reads only pairwise records -- so the weighting is
+ * a constant of the record and one table serves every step. */
+static rt_tensor *dpo_ref_row_values(pf_job *J, rt_scope *S, const pf_batch *b, rt_tensor *token_logps,
+                                     rt_tensor *sums) {
+    if (J->L.dpo.ld_alpha == 1.0) return sums;
+    rt_tensor *ld[2] = {NULL, NULL}; /* [B] chosen, [B] rejected */
+    if (dpo_ld_logps(S, pf_slot(S, b, token_logps, 0), pf_slot(S, b, b->rows.c_mask, 0), pf_slot(S, b, token_logps, 1),
+                     pf_slot(S, b, b->rows.c_mask, 1), J->L.dpo.ld_alpha, &ld[0], &ld[1]) != RT_OK)
+        return NULL;
+    return rt_cat(S, ld, 2, 0); /* [2B]: the rows are slot-major, every chosen then every rejected */
 }
 
 /* Rows: [chosen of every pair; rejected of every pair], TRL's layout. */
@@ -123,13 +164,15 @@ static rt_tensor *dpo_batch_loss(pf_job *J, rt_scope *S, const pf_batch *b, mx_r
     rt_tensor *nll = NULL, *ww = NULL, *wl = NULL;
     if (cfg->ld_alpha != 1.0) {
         /* LD-DPO: the tail past the pair's shared length weighs ld_alpha, for
-         * the policy and the (live) reference alike, as TRL HEAD. */
+         * the policy and the reference alike, as TRL HEAD. A precomputed
+         * table already holds the weighted reference sums (dpo_ref_row_values). */
         rt_tensor *mw = pf_slot(S, b, b->rows.c_mask, 0), *ml = pf_slot(S, b, b->rows.c_mask, 1); /* [B, C] */
         nll = pw; /* sft's NLL stays the plain sum */
         if (dpo_ld_logps(S, pf_slot(S, b, b->token_logps, 0), mw, pf_slot(S, b, b->token_logps, 1), ml,
                          cfg->ld_alpha, &pw, &pl) != RT_OK ||
-            dpo_ld_logps(S, pf_slot(S, b, b->ref_token_logps, 0), mw, pf_slot(S, b, b->ref_token_logps, 1), ml,
-                         cfg->ld_alpha, &rw, &rl) != RT_OK)
+            (b->ref_token_logps && dpo_ld_logps(S, pf_slot(S, b, b->ref_token_logps, 0), mw,
+                                                pf_slot(S, b, b->ref_token_logps, 1), ml, cfg->ld_alpha, &rw,
+                                                &rl) != RT_OK))
             return NULL;
     }
     if (cfg->use_weighting) {
@@ -154,9 +197,15 @@ static rt_tensor *dpo_batch_loss(pf_job *J, rt_scope *S, const pf_batch *b, mx_r
 }
 
 const pf_algo pf_dpo = {
-    "dpo",
-    &dpo_schema, 1u << PREF_PAIRWISE, dpo_parse, pf_always_ref, pf_pair_slots, pf_pair_text, NULL, NULL,
-    dpo_batch_loss, NULL,
+    .name = "dpo",
+    .schema = &dpo_schema,
+    .kinds = 1u << PREF_PAIRWISE,
+    .parse = dpo_parse,
+    .uses_ref = pf_always_ref,
+    .nslots = pf_pair_slots,
+    .slot_text = pf_pair_text,
+    .loss = dpo_batch_loss,
+    .ref_row_values = dpo_ref_row_values,
 };
 
 /* ======================================================================== */
@@ -281,9 +330,15 @@ static rt_tensor *sdpo_batch_loss(pf_job *J, rt_scope *S, const pf_batch *b, mx_
 }
 
 const pf_algo pf_sdpo = {
-    "sdpo",
-    &sdpo_schema, (1u << PREF_LISTWISE) | (1u << PREF_PAIRWISE), sdpo_parse, pf_always_ref, sdpo_slots,
-    sdpo_text, sdpo_prepare, NULL, sdpo_batch_loss, NULL,
+    .name = "sdpo",
+    .schema = &sdpo_schema,
+    .kinds = (1u << PREF_LISTWISE) | (1u << PREF_PAIRWISE),
+    .parse = sdpo_parse,
+    .uses_ref = pf_always_ref,
+    .nslots = sdpo_slots,
+    .slot_text = sdpo_text,
+    .prepare = sdpo_prepare,
+    .loss = sdpo_batch_loss,
 };
 
 /* ======================================================================== */
@@ -468,9 +523,17 @@ out:
 }
 
 const pf_algo pf_adpo = {
-    "adpo",
-    &adpo_schema, (1u << PREF_LISTWISE) | (1u << PREF_PAIRWISE), adpo_parse, adpo_uses_ref, adpo_slots,
-    adpo_text, adpo_prepare, adpo_start, adpo_batch_loss, adpo_after_update,
+    .name = "adpo",
+    .schema = &adpo_schema,
+    .kinds = (1u << PREF_LISTWISE) | (1u << PREF_PAIRWISE),
+    .parse = adpo_parse,
+    .uses_ref = adpo_uses_ref,
+    .nslots = adpo_slots,
+    .slot_text = adpo_text,
+    .prepare = adpo_prepare,
+    .start = adpo_start,
+    .loss = adpo_batch_loss,
+    .after_update = adpo_after_update,
 };
 
 /* ======================================================================== */
@@ -513,9 +576,14 @@ static rt_tensor *simpo_batch_loss(pf_job *J, rt_scope *S, const pf_batch *b, mx
 }
 
 const pf_algo pf_simpo = {
-    "simpo",
-    &simpo_schema, 1u << PREF_PAIRWISE, simpo_parse, pf_never_ref, pf_pair_slots, pf_pair_text, NULL, NULL,
-    simpo_batch_loss, NULL,
+    .name = "simpo",
+    .schema = &simpo_schema,
+    .kinds = 1u << PREF_PAIRWISE,
+    .parse = simpo_parse,
+    .uses_ref = pf_never_ref,
+    .nslots = pf_pair_slots,
+    .slot_text = pf_pair_text,
+    .loss = simpo_batch_loss,
 };
 
 /* ======================================================================== */
@@ -567,9 +635,14 @@ static rt_tensor *orpo_batch_loss(pf_job *J, rt_scope *S, const pf_batch *b, mx_
 }
 
 const pf_algo pf_orpo = {
-    "orpo",
-    &orpo_schema, 1u << PREF_PAIRWISE, orpo_parse, pf_never_ref, pf_pair_slots, pf_pair_text, NULL, NULL,
-    orpo_batch_loss, NULL,
+    .name = "orpo",
+    .schema = &orpo_schema,
+    .kinds = 1u << PREF_PAIRWISE,
+    .parse = orpo_parse,
+    .uses_ref = pf_never_ref,
+    .nslots = pf_pair_slots,
+    .slot_text = pf_pair_text,
+    .loss = orpo_batch_loss,
 };
 
 /* ======================================================================== */
@@ -659,14 +732,21 @@ static rt_tensor *kto_batch_loss(pf_job *J, rt_scope *S, const pf_batch *b, mx_r
         size_t n;
         const prefx_metric *t = kto_metric_table(&n);
         pf_prefx_metrics(rec, t, n, &m);
+        pf_unpaired_logit_metrics(S, b, rec);
     }
     return loss;
 }
 
 const pf_algo pf_kto = {
-    "kto",
-    &kto_schema, 1u << PREF_UNPAIRED, kto_parse, pf_always_ref, kto_slots, kto_text, kto_prepare, NULL,
-    kto_batch_loss, NULL,
+    .name = "kto",
+    .schema = &kto_schema,
+    .kinds = 1u << PREF_UNPAIRED,
+    .parse = kto_parse,
+    .uses_ref = pf_always_ref,
+    .nslots = kto_slots,
+    .slot_text = kto_text,
+    .prepare = kto_prepare,
+    .loss = kto_batch_loss,
 };
 
 /* ======================================================================== */
@@ -682,7 +762,15 @@ static const cfg_field bco_fields[] = {
     PF_COMMON_FIELDS(pf_cfg),
     PF_REF_FIELDS(pf_cfg),
     CFG_STRING(pf_cfg, "bco", "settings", settings, "",
-               "BCO settings 'name=value ...' (rlt loss --help bco; TRL BCOConfig defaults)"),
+               "BCO settings 'name=value ...' (rlt loss --help bco; TRL BCOConfig defaults); min_density_ratio and "
+               "max_density_ratio clamp bco.udm's weights"),
+    CFG_BOOL(pf_cfg, "bco", "udm", udm, "false",
+             "underlying distribution matching (TRL BCOTrainer with an embedding_func): each undesirable loss is "
+             "weighted by clamp(p/(1-p+1e-8), min_density_ratio, max_density_ratio), p = P(desirable | prompt) of a "
+             "logistic regression on the reference policy's prompt embeddings, fitted once at the start"),
+    CFG_INT64(pf_cfg, "bco", "prompt_sample_size", prompt_sample_size, 1, 1e9, "1024",
+              "bco.udm: desirable and undesirable prompts drawn (each class, with replacement, as TRL) to fit the "
+              "classifier"),
 };
 static const cfg_schema bco_schema = CFG_SCHEMA("bco", pf_cfg, bco_fields, bco_check);
 
@@ -700,7 +788,10 @@ static int bco_parse(const pf_cfg *c, pf_losses *L, char *err, size_t errlen) {
 }
 
 /* The running mean of the rewards (TRL's RunningMoments) goes into every
- * checkpoint, so a resume shifts by the same delta. */
+ * checkpoint, so a resume shifts by the same delta; with bco.udm so do the
+ * prompt classifier (/algo/bco_udm: coef [D], intercept, its training
+ * scores) and its probability for every record (/data/udm_prob), as TRL
+ * saves clf.pkl beside running.json. */
 static int bco_prepare(pf_job *J, run_ctx *r, ck_state *ck) {
     J->bco = bco_running_init();
     if (ck_add_f64(ck, "algo/bco_running/mean", &J->bco.mean) < 0 ||
@@ -708,6 +799,217 @@ static int bco_prepare(pf_job *J, run_ctx *r, ck_state *ck) {
         ck_add_f64(ck, "algo/bco_running/std", &J->bco.std) < 0 ||
         ck_add_f64(ck, "algo/bco_running/count", &J->bco.count) < 0)
         return run_fail(r, RUN_EXIT_FAIL, "checkpoint manifest: %s", rt_last_error());
+    if (!J->cfg.udm) return 0;
+    pref_stats st = pref_dataset_stats(J->data);
+    if (st.desirable == 0 || st.undesirable == 0)
+        return run_fail(r, RUN_EXIT_USAGE,
+                        "bco.udm: data.path %s has %lld desirable and %lld undesirable records: the prompt classifier "
+                        "needs both",
+                        J->cfg.data_path, (long long)st.desirable, (long long)st.undesirable);
+    int64_t coef_shape[1] = {gpt_get_config(J->policy)->d_model}, prob_shape[1] = {(int64_t)J->n_records};
+    J->udm_coef = rt_zeros(NULL, coef_shape, 1, RT_OPTS(RT_F64));
+    J->udm_prob = rt_zeros(NULL, prob_shape, 1, RT_OPTS(RT_F64));
+    static const char *const coef_name[1] = {"coef"}, *const prob_name[1] = {"udm_prob"};
+    if (!J->udm_coef || !J->udm_prob || ck_add_tensors(ck, "algo/bco_udm", coef_name, &J->udm_coef, 1) < 0 ||
+        ck_add_f64(ck, "algo/bco_udm/intercept", &J->udm_intercept) < 0 ||
+        ck_add_f64(ck, "algo/bco_udm/score_rejected", &J->udm_accuracy[0]) < 0 ||
+        ck_add_f64(ck, "algo/bco_udm/score_chosen", &J->udm_accuracy[1]) < 0 ||
+        ck_add_tensors(ck, "data", prob_name, &J->udm_prob, 1) < 0)
+        return run_fail(r, RUN_EXIT_FAIL, "checkpoint manifest: %s", rt_last_error());
+    return 0;
+}
+
+/* The UDM weight of an undesirable record whose prompt is desirable with
+ * probability p (TRL _get_udm_weight; bco_loss applies the same clamp). */
+static double bco_density_ratio(const bco_config *c, double p) {
+    double w = p / (1.0 - p + 1e-8);
+    return w < c->min_density_ratio ? c->min_density_ratio : w > c->max_density_ratio ? c->max_density_ratio : w;
+}
+
+/* A twin of model m that outputs its final-LayerNorm state: m's blocks,
+ * position embeddings and ln_f, with the vocabulary set to the width and the
+ * tied token table set to the identity, so its "logits" ln_f(h) I^T are
+ * ln_f(h) itself. Fed m's own token embeddings (gpt_forward_embeds), it
+ * computes exactly what m computes before its head. (gpt.h hands out only
+ * the logits, a projection of that state onto the vocabulary's rows.) */
+static gpt *bco_hidden_twin(gpt *m, char *err, size_t errlen) {
+    gpt_config c = *gpt_get_config(m);
+    c.vocab = c.d_model;
+    c.tie_embeddings = 1;
+    gpt *twin = NULL;
+    rt_gen *g0 = rt_gen_new(0); /* every parameter is overwritten below */
+    double *eye = calloc((size_t)(c.d_model * c.d_model), sizeof *eye);
+    int ok = g0 && eye && gpt_new(&c, gpt_opts(m), g0, &twin) == RT_OK;
+    if (ok) {
+        for (int64_t i = 0; i < c.d_model; i++) eye[i * c.d_model + i] = 1.0;
+        int64_t shape[2] = {c.d_model, c.d_model};
+        rt_tensor *id = rt_from_data(NULL, eye, shape, 2, RT_OPTS(RT_F64));
+        nn_params *T = gpt_params(twin), *M = gpt_params(m);
+        int gm = rt_no_grad_begin();
+        for (size_t i = 0; ok && i < nn_params_count(T); i++) {
+            const char *name = nn_params_name(T, i);
+            const rt_tensor *src = strcmp(name, "tok_emb.weight") == 0 ? id : nn_params_get(M, name);
+            ok = src && rt_copy_(nn_params_tensor(T, i), src) == RT_OK;
+        }
+        rt_grad_mode_restore(gm);
+        rt_free(id);
+        ok = ok && nn_params_set_requires_grad(T, 0) == RT_OK;
+    }
+    if (!ok) {
+        snprintf(err, errlen, "the reference's final-LayerNorm twin: %s", rt_last_error());
+        gpt_free(twin);
+        twin = NULL;
+    }
+    free(eye);
+    rt_gen_free(g0);
+    return twin;
+}
+
+/* The prompt embedding of every record, [n_records, D] row-major (float64)
+ * into emb, D = the model width: the reference policy m's final-LayerNorm
+ * state (what its LM head reads) at each real prompt token (BOS, the
+ * characters, THINK_BEGIN; not the left padding), mean-pooled -- rlt's
+ * analogue of TRL's separate sentence-embedding model. */
+static int bco_embed_prompts(pf_job *J, run_ctx *r, gpt *m, double *emb, int64_t D) {
+    const int64_t batch = J->cfg.precompute_batch;
+    char err[2048];
+    gpt *twin = bco_hidden_twin(m, err, sizeof err);
+    if (!twin) return run_fail(r, RUN_EXIT_FAIL, "bco.udm: %s", err);
+    const char **prompts = malloc((size_t)batch * sizeof *prompts);
+    rt_scope *S = rt_scope_new();
+    int rc = 0;
+    if (!prompts || !S) {
+        free(prompts);
+        rt_scope_free(S);
+        gpt_free(twin);
+        return run_fail(r, RUN_EXIT_FAIL, "out of memory");
+    }
+    int g = rt_no_grad_begin();
+    for (size_t start = 0; start < J->n_records && rc == 0; start += (size_t)batch, rt_scope_reset(S)) {
+        int64_t B = (int64_t)(J->n_records - start) < batch ? (int64_t)(J->n_records - start) : batch;
+        for (int64_t b = 0; b < B; b++) prompts[b] = pref_get(J->data, start + (size_t)b)->prompt;
+        rt_tensor *ids, *mask;
+        /* sp_encode_prompts only reads the strings */
+        if (sp_encode_prompts(S, &J->task, (char *const *)prompts, B, &ids, &mask, err, sizeof err) < 0) {
+            rc = run_fail(r, RUN_EXIT_FAIL, "bco.udm: prompt embeddings: %s", err);
+            break;
+        }
+        rt_tensor *tokens = rt_embedding(S, gpt_token_table(m), ids);                 /* [B, P, C] */
+        rt_tensor *h = gpt_forward_embeds(S, twin, tokens, mask);                     /* [B, P, C] ln_f */
+        rt_tensor *real = rt_unsqueeze(S, rt_compare_scalar(S, mask, RT_GT, 0.5), 2); /* [B, P, 1] */
+        rt_tensor *sum = rt_sum(S, rt_where_scalar(S, real, h, 0.0), 1, 0);          /* [B, C]    */
+        rt_tensor *mean = rt_div(S, sum, rt_sum(S, mask, 1, 1));                      /* [B, C]    */
+        if (!mean || rt_size(mean, 1) != D ||
+            rt_to_data(mean, RT_F64, emb + start * (size_t)D, (size_t)(B * D) * sizeof *emb) != RT_OK)
+            rc = run_fail(r, RUN_EXIT_FAIL, "bco.udm: prompt embeddings: %s", mean ? rt_last_error() : "wrong width");
+    }
+    rt_grad_mode_restore(g);
+    free(prompts);
+    rt_scope_free(S);
+    gpt_free(twin);
+    return rc;
+}
+
+/* bco.udm at a fresh start, as TRL's BCOTrainer.__init__ with an
+ * embedding_func: embed every record's prompt with the reference policy;
+ * draw min(count, prompt_sample_size) desirable and as many undesirable
+ * records with replacement (np.random.choice's default) from the run's seed;
+ * fit LogisticRegression(class_weight="balanced") (C = 1, L2) on their
+ * embeddings, desirable = 1; keep P(desirable | prompt) of every record for
+ * the steps, and log the classifier's training scores per class. */
+static int bco_start(pf_job *J, run_ctx *r) {
+    if (!J->cfg.udm) return 0;
+    double t0 = mx_wall_time();
+    gpt *own = J->ref ? NULL : pf_load_reference(J, r);
+    gpt *ref = J->ref ? J->ref : own;
+    if (!ref) return -1;
+    size_t n = J->n_records;
+    int64_t D = rt_numel(J->udm_coef);
+    double *emb = malloc(n * (size_t)D * sizeof *emb);
+    int64_t *pool[2] = {malloc(n * sizeof(int64_t)), malloc(n * sizeof(int64_t))}, count[2] = {0, 0};
+    int64_t ns[2], rows = 0;
+    double *X = NULL;
+    uint8_t *y = NULL;
+    char err[1024];
+    int rc = -1;
+    if (!emb || !pool[0] || !pool[1]) {
+        run_fail(r, RUN_EXIT_FAIL, "out of memory");
+        goto out;
+    }
+    if (bco_embed_prompts(J, r, ref, emb, D) < 0) goto out;
+    for (size_t i = 0; i < n; i++) {
+        int k = pref_get(J->data, i)->label != 0;
+        pool[k][count[k]++] = (int64_t)i;
+    }
+    for (int k = 0; k < 2; k++) ns[k] = count[k] < J->cfg.prompt_sample_size ? count[k] : J->cfg.prompt_sample_size;
+    X = malloc((size_t)((ns[0] + ns[1]) * D) * sizeof *X);
+    y = malloc((size_t)(ns[0] + ns[1]));
+    if (!X || !y) {
+        run_fail(r, RUN_EXIT_FAIL, "out of memory");
+        goto out;
+    }
+    shuf_rng rng;
+    shuf_rng_seed(&rng, (uint64_t)J->cfg.run.seed ^ 0x62636f2d75646dULL); /* "bco-udm" */
+    for (int k = 1; k >= 0; k--) /* desirable rows first, then undesirable, as TRL concatenates them */
+        for (int64_t s = 0; s < ns[k]; s++, rows++) {
+            int64_t j = pool[k][shuf_rng_bounded(&rng, (uint64_t)count[k])];
+            memcpy(X + rows * D, emb + j * D, (size_t)D * sizeof *X);
+            y[rows] = (uint8_t)k;
+        }
+    logreg_options o = logreg_options_default();
+    o.balanced = 1;
+    logreg_report rep;
+    double *coef = rt_data_ptr(J->udm_coef), *prob = rt_data_ptr(J->udm_prob);
+    if (logreg_fit(X, y, rows, D, &o, coef, &J->udm_intercept, &rep, err, sizeof err) != LOGREG_OK) {
+        run_fail(r, RUN_EXIT_FAIL, "bco.udm: %s", err);
+        goto out;
+    }
+    if (!rep.converged)
+        run_warn(r, "bco.udm: the prompt classifier stopped after %d Newton steps with gradient %.3g (not converged)",
+                 rep.iterations, rep.grad_max);
+    J->udm_accuracy[1] = logreg_score(coef, J->udm_intercept, X, y, ns[1], D);
+    J->udm_accuracy[0] = logreg_score(coef, J->udm_intercept, X + ns[1] * D, y + ns[1], ns[0], D);
+    logreg_predict(coef, J->udm_intercept, emb, (int64_t)n, D, prob);
+    double ratio = 0;
+    for (int64_t i = 0; i < count[0]; i++) ratio += bco_density_ratio(&J->L.bco, prob[pool[0][i]]) / (double)count[0];
+    run_printf(r, "bco udm: prompt classifier (logistic regression, balanced, C=1, %lld features, %d Newton steps) on "
+               "%lld desirable + %lld undesirable prompts drawn from %lld + %lld; UDM classifier training scores: "
+               "chosen %.4f, rejected %.4f; density ratio over the undesirable records: mean %.4f, clamped to "
+               "[%g, %g] (%.1f s)",
+               (long long)D, rep.iterations, (long long)ns[1], (long long)ns[0], (long long)count[1],
+               (long long)count[0], J->udm_accuracy[1], J->udm_accuracy[0], ratio, J->L.bco.min_density_ratio,
+               J->L.bco.max_density_ratio, mx_wall_time() - t0);
+    rc = 0;
+out:
+    free(emb);
+    free(pool[0]);
+    free(pool[1]);
+    free(X);
+    free(y);
+    gpt_free(own);
+    return rc;
+}
+
+/* A resume takes the classifier and the probabilities from the checkpoint
+ * (never refits: the run continues with the weights it started with); they
+ * must be finite and the probabilities in [0, 1]. */
+static int bco_resumed(pf_job *J, run_ctx *r) {
+    if (!J->cfg.udm) return 0;
+    const double *coef = rt_data_ptr(J->udm_coef), *prob = rt_data_ptr(J->udm_prob);
+    int64_t D = rt_numel(J->udm_coef), n = rt_numel(J->udm_prob);
+    bool ok = isfinite(J->udm_intercept);
+    for (int64_t j = 0; j < D; j++) ok = ok && isfinite(coef[j]);
+    int64_t bad = -1;
+    for (int64_t i = 0; i < n && bad < 0; i++)
+        if (!(prob[i] >= 0.0 && prob[i] <= 1.0)) bad = i;
+    if (!ok || bad >= 0)
+        return run_fail(r, RUN_EXIT_USAGE,
+                        "checkpoint: the bco.udm prompt classifier is damaged: %s (start a new run to refit it)",
+                        !ok ? "/algo/bco_udm holds a non-finite coefficient or intercept"
+                            : "/data/udm_prob holds a value outside [0, 1]");
+    run_printf(r, "bco udm: prompt classifier from the checkpoint (%lld features; training scores: chosen %.4f, "
+               "rejected %.4f)",
+               (long long)D, J->udm_accuracy[1], J->udm_accuracy[0]);
     return 0;
 }
 
@@ -721,6 +1023,9 @@ static const char *bco_text(const pf_job *J, size_t i, int64_t k) {
     return pref_get(J->data, i)->completion;
 }
 
+/* Rows: the completion of every record. With bco.udm the undesirable losses
+ * are weighted by the density ratios of their prompts (in bco_loss), and
+ * udm/density_ratio logs their mean over the batch's undesirable records. */
 static rt_tensor *bco_batch_loss(pf_job *J, rt_scope *S, const pf_batch *b, mx_record *rec) {
     float *labels = malloc((size_t)b->B * sizeof *labels);
     if (!labels) {
@@ -731,21 +1036,41 @@ static rt_tensor *bco_batch_loss(pf_job *J, rt_scope *S, const pf_batch *b, mx_r
     int64_t shape[1] = {b->B};
     rt_tensor *lab = rt_from_data(S, labels, shape, 1, RT_OPTS(RT_F32));
     free(labels);
-    bco_inputs in = {pf_slot(S, b, b->logps, 0), pf_slot(S, b, b->ref_logps, 0), lab, NULL};
+    rt_tensor *udm = NULL;
+    if (J->cfg.udm && !(udm = rt_index_select(S, J->udm_prob, 0, rt_from_data(S, b->idx, shape, 1, RT_OPTS(RT_I64)))))
+        return NULL;
+    bco_inputs in = {pf_slot(S, b, b->logps, 0), pf_slot(S, b, b->ref_logps, 0), lab, udm};
     bco_metrics m;
     rt_tensor *loss = bco_loss(S, &J->L.bco, &in, &J->bco, &m, NULL);
     if (loss && rec) {
         size_t n;
         const prefx_metric *t = bco_metric_table(&n);
         pf_prefx_metrics(rec, t, n, &m);
+        pf_unpaired_logit_metrics(S, b, rec);
+        if (J->cfg.udm) {
+            const double *prob = rt_data_ptr(J->udm_prob);
+            double sum = 0;
+            int64_t nu = 0;
+            for (int64_t i = 0; i < b->B; i++)
+                if (!b->recs[i]->label) sum += bco_density_ratio(&J->L.bco, prob[b->idx[i]]), nu++;
+            if (nu > 0) pf_metric(rec, "udm/density_ratio", sum / (double)nu);
+        }
     }
     return loss;
 }
 
 const pf_algo pf_bco = {
-    "bco",
-    &bco_schema, 1u << PREF_UNPAIRED, bco_parse, pf_always_ref, bco_slots, bco_text, bco_prepare, NULL,
-    bco_batch_loss, NULL,
+    .name = "bco",
+    .schema = &bco_schema,
+    .kinds = 1u << PREF_UNPAIRED,
+    .parse = bco_parse,
+    .uses_ref = pf_always_ref,
+    .nslots = bco_slots,
+    .slot_text = bco_text,
+    .prepare = bco_prepare,
+    .start = bco_start,
+    .loss = bco_batch_loss,
+    .resumed = bco_resumed,
 };
 
 /* ======================================================================== */

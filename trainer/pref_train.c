@@ -206,6 +206,8 @@ static void pf_job_free(pf_job *J) {
     gpt_free(J->anchor);
     rt_gen_free(J->init_gen);
     rt_free(J->ref_table);
+    rt_free(J->udm_coef);
+    rt_free(J->udm_prob);
     shuf_sampler_free(J->sampler);
     free(J->sampler_blob);
     free(J->slot_off);
@@ -407,40 +409,71 @@ static int pf_check_resume_data(pf_job *J, run_ctx *r) {
                     (unsigned long long)J->fingerprint);
 }
 
+gpt *pf_load_reference(pf_job *J, run_ctx *r) {
+    const pf_cfg *c = &J->cfg;
+    const char *src = c->ref_from[0] ? c->ref_from : c->init_from;
+    char err[4096];
+    gpt *ref = NULL;
+    rt_gen *g0 = rt_gen_new(0); /* the weights are loaded; the init draw does not matter */
+    if (!g0) {
+        run_fail(r, RUN_EXIT_FAIL, "reference policy: %s", rt_last_error());
+        return NULL;
+    }
+    if (sp_model_new(&c->model, &J->task, g0, &ref, err, sizeof err) < 0 ||
+        sp_load_policy(ref, &c->model, J->tok_spec, src, "policy", err, sizeof err) < 0) {
+        run_fail(r, RUN_EXIT_USAGE, "train.%s: %s", c->ref_from[0] ? "ref_from" : "init_from", err);
+        gpt_free(ref);
+        ref = NULL;
+    }
+    rt_gen_free(g0);
+    if (ref) nn_params_set_requires_grad(gpt_params(ref), 0);
+    return ref;
+}
+
 /* train.precompute_ref: every slot of the dataset scored once by the
- * reference policy loaded from src, into J->ref_table. */
+ * reference policy loaded from src, into J->ref_table (the summed log-probs,
+ * or what the algorithm's ref_row_values makes of them). */
 static int pf_precompute(pf_job *J, run_ctx *r, const char *src) {
     const pf_cfg *c = &J->cfg;
     char err[4096];
     double t0 = mx_wall_time();
     gpt *ref = NULL;
-    rt_gen *g0 = rt_gen_new(0); /* the weights are loaded; the init draw does not matter */
     rt_scope *S = rt_scope_new();
     pf_work w;
     memset(&w, 0, sizeof w);
     int rc = -1;
-    if (!g0 || !S || pf_work_alloc(&w, c->precompute_batch, J->max_slots) < 0) {
+    if (!S || pf_work_alloc(&w, c->precompute_batch, J->max_slots) < 0) {
         run_fail(r, RUN_EXIT_FAIL, "out of memory");
         goto out;
     }
-    if (sp_model_new(&c->model, &J->task, g0, &ref, err, sizeof err) < 0 ||
-        sp_load_policy(ref, &c->model, J->tok_spec, src, "policy", err, sizeof err) < 0) {
-        run_fail(r, RUN_EXIT_USAGE, "train.%s: %s", c->ref_from[0] ? "ref_from" : "init_from", err);
-        goto out;
-    }
+    if (!(ref = pf_load_reference(J, r))) goto out;
     float *table = rt_data_ptr(J->ref_table);
     for (size_t start = 0; start < J->n_records; start += (size_t)c->precompute_batch, rt_scope_reset(S)) {
         int64_t B = (int64_t)(J->n_records - start) < c->precompute_batch ? (int64_t)(J->n_records - start)
                                                                           : c->precompute_batch;
-        for (int64_t b = 0; b < B; b++) w.idx[b] = (int64_t)start + b;
+        for (int64_t b = 0; b < B; b++) {
+            w.idx[b] = (int64_t)start + b;
+            w.recs[b] = pref_get(J->data, start + (size_t)b);
+        }
         pf_batch pb;
         memset(&pb, 0, sizeof pb);
-        int64_t n = pf_layout(J, &w, B, &pb.K);
+        pb.B = B;
+        pb.idx = w.idx;
+        pb.recs = w.recs;
+        pb.n = pf_layout(J, &w, B, &pb.K);
+        pb.row = w.row;
+        int64_t n = pb.n;
         if (sp_encode_rows(S, &J->task, w.prompts, w.texts, n, &pb.rows, err, sizeof err) < 0) {
             run_fail(r, RUN_EXIT_FAIL, "precomputing reference log-probs: %s", err);
             goto out;
         }
-        rt_tensor *sums = pf_score_rows(S, ref, &pb, NULL);
+        rt_tensor *tok = NULL;
+        rt_tensor *sums = pf_score_rows(S, ref, &pb, &tok);
+        if (J->algo->ref_row_values) {
+            int g = rt_no_grad_begin();
+            sums = J->algo->ref_row_values(J, S, &pb, tok, sums);
+            rt_grad_mode_restore(g);
+        }
         double *host = malloc((size_t)n * sizeof *host);
         if (!host || pf_host(sums, host, (size_t)n) < 0) {
             free(host);
@@ -457,7 +490,6 @@ out:
     pf_work_free(&w);
     rt_scope_free(S);
     gpt_free(ref);
-    rt_gen_free(g0);
     return rc;
 }
 
@@ -610,7 +642,11 @@ int pf_train(const pf_algo *A, const run_args *args) {
                                               : J.ref_table ? "precomputed once, stored in checkpoints"
                                                             : "the frozen reference policy, every step");
     if (pf_check_resume_data(&J, &R) < 0 || run_resume(&R) < 0) goto out;
-    if (R.start_step == 0 && pf_fresh_start(&J, &R) < 0) goto out;
+    if (R.start_step == 0) {
+        if (pf_fresh_start(&J, &R) < 0) goto out;
+    } else if (A->resumed && A->resumed(&J, &R) < 0) {
+        goto out;
+    }
 
     S = rt_scope_new();
     if (!S || pf_work_alloc(&w, J.cfg.batch_size, J.max_slots) < 0) {

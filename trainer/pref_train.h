@@ -20,7 +20,10 @@
  * reference policy scores the step's rows under no-grad (train.ref_from, or
  * the init_from policy), or, with train.precompute_ref, it scores every slot
  * of the dataset once at the start, and the table of those sums is stored in
- * every checkpoint (/data/ref_logps) instead of the reference model.
+ * every checkpoint (/data/ref_logps) instead of the reference model. An
+ * algorithm that shapes the reference's sums per record (DPO's ld_alpha:
+ * each pair's shared length) stores the shaped values (ref_row_values), so
+ * the table gives the loss what the live reference would.
  *
  * Resume is bit-exact at a fixed thread count: the policy, its optimizer,
  * the reference (or its table), the sampler's cursor and the algorithm's own
@@ -71,6 +74,8 @@ typedef struct pf_cfg {
     int anchor;              /* adpo: fixed / prev / ema                     */
     int64_t anchor_every;    /* adpo prev: steps between copies              */
     double anchor_ema;       /* adpo ema: rate per step                      */
+    bool udm;                /* bco: underlying distribution matching        */
+    int64_t prompt_sample_size; /* bco udm: prompts drawn per class for the classifier */
 } pf_cfg;
 
 /* The sections every preference algorithm has. */
@@ -147,6 +152,12 @@ typedef struct pf_job {
     rt_tensor *ref_table;        /* precompute_ref: [slot_off[n_records]] summed ref log-probs */
     /* algorithm state */
     bco_running bco;
+    /* bco udm: the prompt classifier P(desirable | prompt embedding) and its
+     * value for every record's prompt, all checkpointed */
+    rt_tensor *udm_coef;         /* [D] float64, D = the embedding's width        */
+    double udm_intercept;
+    double udm_accuracy[2];      /* training accuracy on the undesirable / desirable sample */
+    rt_tensor *udm_prob;         /* [n_records] float64                           */
     /* evaluation */
     sp_eval_result first_eval, last_eval;
     bool have_first_eval;
@@ -194,6 +205,16 @@ struct pf_algo {
     rt_tensor *(*loss)(pf_job *J, rt_scope *S, const pf_batch *b, mx_record *rec);
     /* Optional: after each optimizer step; step_done counts it. */
     int (*after_update)(pf_job *J, run_ctx *r, int64_t step_done);
+    /* Optional: what the precomputed reference table stores for the rows of
+     * b (every record complete), from the reference's per-token log-probs
+     * token_logps [n, C] and their sums [n]; NULL = the sums. Must depend on
+     * each record's own rows only, so a table built once equals the live
+     * reference. NULL with rt_last_error() on failure. */
+    rt_tensor *(*ref_row_values)(pf_job *J, rt_scope *S, const pf_batch *b, rt_tensor *token_logps,
+                                 rt_tensor *sums);
+    /* Optional: after a resume has loaded the checkpoint (checks the
+     * algorithm's restored state). */
+    int (*resumed)(pf_job *J, run_ctx *r);
 };
 
 /* The loop (pref_train.c): `rlt train` and `rlt eval` of algorithm A. */
@@ -214,6 +235,10 @@ rt_tensor *pf_grid(rt_scope *S, const pf_batch *b, const rt_tensor *v, rt_tensor
 /* TRL's logits/<slot>: over the completion tokens of the rows of slot k, the
  * sum of the vocabulary-mean logit divided by their token count. */
 double pf_mean_logit(rt_scope *S, const pf_batch *b, int64_t k);
+/* A new model holding the reference policy (train.ref_from, or the
+ * init_from policy), for algorithms that need it when J->ref is not kept
+ * (precompute_ref). NULL after run_fail. The caller frees it. */
+gpt *pf_load_reference(pf_job *J, run_ctx *r);
 /* Summed completion log-probs [n] of the batch's rows under m, no-grad. */
 rt_tensor *pf_score_rows(rt_scope *S, gpt *m, const pf_batch *b, rt_tensor **token_logps);
 /* "train/<name>" = v into rec. */

@@ -12,8 +12,13 @@
  * logps/rejected); a DPO run stopped with run.stop_at and resumed equals the
  * straight run bit for bit (/model /optim /data and metrics), with the
  * reference live or precomputed (the table matches the live reference); a
- * resume against a changed dataset is refused; the shipped datasets in
- * data/prefsets/ obey the task's rule; bad inputs are refused with exit 2.
+ * resume against a changed dataset is refused; LD-DPO (ld_alpha) with a
+ * precomputed reference gives the live reference's losses and resumes bit
+ * for bit; BCO with UDM fits a prompt classifier that separates two prompt
+ * distributions, clamps its density ratios, lowers the loss and resumes bit
+ * for bit (/algo too); the shipped datasets in data/prefsets/ obey the
+ * task's rule and every recipe reading them validates; bad inputs are
+ * refused with exit 2.
  *
  * The models are tiny (1 layer, width 32) and the task is reverse over {a, b}
  * with 1-2 letters, one thread: results are deterministic, so the asserts on
@@ -369,6 +374,53 @@ Test(pref, resume_precompute_and_refusals, .timeout = 900) {
     cu_assert_h5_same(&sb, ca, cb, groups);
     cu_assert_metrics_equal(&sb, C, D, 6);
 
+    /* 2b. LD-DPO with a precomputed reference: the table holds each pair's
+     *     LD-weighted reference sums, so every step's loss equals the live
+     *     reference's (frozen: both score the same model) to float rounding,
+     *     the weighting shows (the rewards differ from C's, without
+     *     ld_alpha), and a resume is bit-exact. */
+    char F[256], G[256], H[256];
+    cu_sb_path(&sb, F, sizeof F, "F");
+    cu_sb_path(&sb, G, sizeof G, "G");
+    cu_sb_path(&sb, H, sizeof H, "H");
+    const char *ld[] = {init, data, "train.steps=6", "train.batch_size=8", "train.lr=1e-3", "run.log_every=1",
+                        "run.save_every=100", "dpo.settings=loss_type=sigmoid ld_alpha=0.5", NULL, NULL, NULL};
+    p = run_job(&sb, RUNS "dpo-reverse.ini", F, ld);
+    cr_assert_eq(p.code, 0, "[%s] F exit %d:\n%s", sb.dir, p.code, p.err);
+    cu_proc_free(&p);
+    ld[8] = "train.precompute_ref=true";
+    p = run_job(&sb, RUNS "dpo-reverse.ini", G, ld);
+    cr_assert_eq(p.code, 0, "[%s] G exit %d:\n%s", sb.dir, p.code, p.err);
+    cr_assert(strstr(p.out, "reference log-probs precomputed from"), "%s", p.out);
+    cu_proc_free(&p);
+    static const char *PY_LD =
+        "import json,sys\n"
+        "f,g,c=[[json.loads(l) for l in open(d+'/metrics.jsonl')] for d in sys.argv[1:4]]\n"
+        "dl=max(abs(x['train/loss']-y['train/loss'])/max(1,abs(x['train/loss'])) for x,y in zip(f,g))\n"
+        "dr=max(abs(x[k]-y[k]) for x,y in zip(f,g) for k in ('train/rewards/chosen','train/rewards/rejected'))\n"
+        "dc=max(abs(x[k]-y[k]) for x,y in zip(g,c) for k in ('train/rewards/chosen','train/rewards/rejected'))\n"
+        "print(len(f),len(g),'%.3g %.3g %.3g'%(dl,dr,dc))\n";
+    q = cu_py(&sb, PY_LD, F, G, C, NULL);
+    cr_assert_eq(q.code, 0, "%s", q.err);
+    int lf = 0, lg = 0;
+    double dloss = 1, drew = 1, dvs_plain = 0;
+    cr_assert_eq(sscanf(q.out, "%d %d %lf %lf %lf", &lf, &lg, &dloss, &drew, &dvs_plain), 5, "%s", q.out);
+    cr_assert(lf == 6 && lg == 6 && dloss < 1e-6 && drew < 1e-5,
+              "ld_alpha=0.5: precomputed vs live reference: loss differs by %g (relative), rewards by %g", dloss, drew);
+    cr_assert(dvs_plain > 1e-4, "ld_alpha=0.5 should change the rewards (max difference from plain DPO %g)", dvs_plain);
+    cu_proc_free(&q);
+    ld[9] = "run.stop_at=3";
+    p = run_job(&sb, RUNS "dpo-reverse.ini", H, ld);
+    cr_assert_eq(p.code, 0, "[%s] H exit %d:\n%s", sb.dir, p.code, p.err);
+    cu_proc_free(&p);
+    p = cu_run(&sb, RLT_BIN, "resume", H, NULL);
+    cr_assert_eq(p.code, 0, "[%s] resume H exit %d:\n%s", sb.dir, p.code, p.err);
+    cu_proc_free(&p);
+    snprintf(ca, sizeof ca, "%s/checkpoints/step_00000006.h5", G);
+    snprintf(cb, sizeof cb, "%s/checkpoints/step_00000006.h5", H);
+    cu_assert_h5_same(&sb, ca, cb, groups);
+    cu_assert_metrics_equal(&sb, G, H, 6);
+
     /* 3. A resume against a changed dataset is refused before loading. */
     char copy[256], dcopy[300];
     cu_sb_path(&sb, copy, sizeof copy, "copy.jsonl");
@@ -434,7 +486,130 @@ Test(pref, resume_precompute_and_refusals, .timeout = 900) {
     cu_proc_free(&p);
     p = cu_run(&sb, RLT_BIN, "check", RUNS "dpo-reverse.ini", "--set", "dpo.settings=ld_alpha=0.5", "--set",
                "train.precompute_ref=true", NULL);
-    cr_assert(p.code == 2 && strstr(p.err, "dpo.settings") && strstr(p.err, "precompute_ref"), "exit %d: %s", p.code,
+    cr_assert(p.code == 0, "ld_alpha with a precomputed reference is valid: exit %d: %s", p.code, p.err);
+    cu_proc_free(&p);
+    cu_rm_rf(sb.dir);
+}
+
+/* BCO with UDM. The unpaired data are split so that the desirable records'
+ * prompts have one letter and the undesirable ones' two: two prompt
+ * distributions a classifier of the reference's prompt embeddings can
+ * separate. */
+Test(pref, bco_udm, .timeout = 900) {
+    cu_sandbox sb;
+    cu_sb_open(&sb, "/tmp/rlt-pref-XXXXXX");
+    char weak[256], unp[256], split[256], only[256], A[256], B[256], K[256], L[256], Z[256];
+    cu_sb_path(&sb, weak, sizeof weak, "weak");
+    cu_sb_path(&sb, unp, sizeof unp, "unpaired.jsonl");
+    cu_sb_path(&sb, split, sizeof split, "split.jsonl");
+    cu_sb_path(&sb, only, sizeof only, "only.jsonl");
+    cu_sb_path(&sb, A, sizeof A, "A");
+    cu_sb_path(&sb, B, sizeof B, "B");
+    cu_sb_path(&sb, K, sizeof K, "K");
+    cu_sb_path(&sb, L, sizeof L, "L");
+    cu_sb_path(&sb, Z, sizeof Z, "Z");
+    weak_sft(&sb, weak);
+    cu_proc mp = make_prefs(&sb, weak, unp, "--kind", "unpaired", NULL);
+    cr_assert_eq(mp.code, 0, "%s", mp.err);
+    cu_proc_free(&mp);
+    static const char *PY_SPLIT =
+        "import json,sys\n"
+        "r=[json.loads(l) for l in open(sys.argv[1])]\n"
+        "s=[x for x in r if (len(x['prompt'])==2)==bool(x['label'])]\n"
+        "open(sys.argv[2],'w').write(''.join(json.dumps(x)+'\\n' for x in s))\n"
+        "open(sys.argv[3],'w').write(''.join(json.dumps(x)+'\\n' for x in r if x['label']))\n"
+        "print(sum(x['label'] for x in s),sum(not x['label'] for x in s))\n";
+    cu_proc q = cu_py(&sb, PY_SPLIT, unp, split, only, NULL);
+    cr_assert_eq(q.code, 0, "%s", q.err);
+    int n_des = 0, n_und = 0;
+    cr_assert(sscanf(q.out, "%d %d", &n_des, &n_und) == 2 && n_des >= 16 && n_und >= 16, "split: %s", q.out);
+    cu_proc_free(&q);
+
+    /* 1. The classifier separates the two distributions (its training
+     *    scores, and P(desirable) of every record in the checkpoint), the
+     *    density ratios stay in [min, max] = [0.5, 10] and below 1 on
+     *    average (the undesirable prompts are recognised), and the run
+     *    learns. */
+    char recipe[256];
+    write_recipe(&sb, recipe, sizeof recipe, "bco", split, weak);
+    const char *udm[] = {"bco.udm=true", NULL, NULL, NULL, NULL};
+    cu_proc p = run_job(&sb, recipe, K, udm);
+    cr_assert_eq(p.code, 0, "[%s] bco udm exit %d:\n%s%s", sb.dir, p.code, p.out, p.err);
+    double chosen = after(p.out, "UDM classifier training scores: chosen "), rejected = after(p.out, ", rejected ");
+    cr_assert(chosen >= 0.9 && rejected >= 0.9, "the classifier does not separate the prompts:\n%s", p.out);
+    cu_proc_free(&p);
+    static const char *PY_UDM =
+        "import json,sys,h5py\n"
+        "d=sys.argv[1]\n"
+        "recs=[json.loads(l) for l in open(sys.argv[2])]\n"
+        "f=h5py.File(d+'/checkpoints/step_00000040.h5','r')\n"
+        "p=f['data/udm_prob'][()]\n"
+        "assert len(p)==len(recs) and f['algo/bco_udm/coef'].shape[0]>0\n"
+        "acc=sum((q>0.5)==bool(r['label']) for q,r in zip(p,recs))/len(recs)\n"
+        "v=[json.loads(l).get('train/udm/density_ratio') for l in open(d+'/metrics.jsonl')]\n"
+        "v=[x for x in v if x is not None]\n"
+        "print('%.4f %d %.6f %.6f %.6f'%(acc,len(v),min(v),max(v),sum(v)/len(v)))\n";
+    q = cu_py(&sb, PY_UDM, K, split, NULL);
+    cr_assert_eq(q.code, 0, "%s", q.err);
+    double acc = 0, lo = 0, hi = 0, mean = 0;
+    int nv = 0;
+    cr_assert_eq(sscanf(q.out, "%lf %d %lf %lf %lf", &acc, &nv, &lo, &hi, &mean), 5, "%s", q.out);
+    cr_assert(acc >= 0.9, "P(desirable | prompt) > 0.5 for %.1f%% of the records' true labels", 100 * acc);
+    cr_assert(nv >= 30 && lo >= 0.5 && hi <= 10 && mean < 1.0,
+              "density ratios of %d steps in [%g, %g] (mean %g): want them in [0.5, 10], below 1 on average", nv, lo,
+              hi, mean);
+    cu_proc_free(&q);
+    double l0, l1, m0, m1;
+    metric_ends(&sb, K, "train/rewards/margins", NULL, 10, &m0, &m1);
+    metric_ends(&sb, K, "train/loss", NULL, 10, &l0, &l1);
+    cr_assert(m1 > m0 && l1 < l0, "bco udm: margins %.4f -> %.4f, loss %.4f -> %.4f", m0, m1, l0, l1);
+
+    /* 2. The clamp: with min_density_ratio 2 every undesirable weight (all
+     *    below 1) is raised to exactly 2. */
+    const char *clamp[] = {"bco.udm=true", "bco.settings=min_density_ratio=2 max_density_ratio=3", "train.steps=5",
+                           NULL};
+    p = run_job(&sb, recipe, L, clamp);
+    cr_assert_eq(p.code, 0, "[%s] bco udm clamp exit %d:\n%s", sb.dir, p.code, p.err);
+    cu_proc_free(&p);
+    q = cu_py(&sb,
+              "import json,sys\n"
+              "v=[json.loads(l).get('train/udm/density_ratio') for l in open(sys.argv[1]+'/metrics.jsonl')]\n"
+              "v=[x for x in v if x is not None]\n"
+              "print(len(v),min(v),max(v))\n",
+              L, NULL);
+    cr_assert_eq(q.code, 0, "%s", q.err);
+    cr_assert(sscanf(q.out, "%d %lf %lf", &nv, &lo, &hi) == 3 && nv >= 3 && lo == 2.0 && hi == 2.0,
+              "clamped to [2, 3]: %s", q.out);
+    cu_proc_free(&q);
+
+    /* 3. Bit-exact resume: the classifier and the probabilities come from
+     *    the checkpoint (no refit), /algo included. */
+    const char *base[] = {"bco.udm=true", "train.steps=6", "run.save_every=100", NULL, NULL};
+    p = run_job(&sb, recipe, A, base);
+    cr_assert_eq(p.code, 0, "[%s] A exit %d:\n%s", sb.dir, p.code, p.err);
+    cu_proc_free(&p);
+    base[3] = "run.stop_at=3";
+    p = run_job(&sb, recipe, B, base);
+    cr_assert_eq(p.code, 0, "[%s] B exit %d:\n%s", sb.dir, p.code, p.err);
+    cu_proc_free(&p);
+    p = cu_run(&sb, RLT_BIN, "resume", B, NULL);
+    cr_assert_eq(p.code, 0, "[%s] resume exit %d:\n%s", sb.dir, p.code, p.err);
+    cr_assert(strstr(p.out, "prompt classifier from the checkpoint"), "%s", p.out);
+    cr_assert(!strstr(p.out, "UDM classifier training scores"), "a resume must not refit:\n%s", p.out);
+    cu_proc_free(&p);
+    char ca[512], cb[512];
+    const char *groups[] = {"/model", "/optim", "/data", "/algo", NULL};
+    snprintf(ca, sizeof ca, "%s/checkpoints/step_00000006.h5", A);
+    snprintf(cb, sizeof cb, "%s/checkpoints/step_00000006.h5", B);
+    cu_assert_h5_same(&sb, ca, cb, groups);
+    cu_assert_metrics_equal(&sb, A, B, 6);
+
+    /* 4. UDM needs both kinds of records (exit 2, before any training). */
+    char donly[300];
+    snprintf(donly, sizeof donly, "data.path=%s", only);
+    const char *bad[] = {"bco.udm=true", donly, "train.steps=2", NULL};
+    p = run_job(&sb, recipe, Z, bad);
+    cr_assert(p.code == 2 && strstr(p.err, "bco.udm") && strstr(p.err, "0 undesirable"), "exit %d: %s", p.code,
               p.err);
     cu_proc_free(&p);
     cu_rm_rf(sb.dir);
@@ -452,18 +627,27 @@ Test(pref, shipped_datasets) {
     cr_assert(n == n_pairs && f == 0, "reverse-lists.jsonl: %ld records (pairs: %ld), %ld flipped", n, n_pairs, f);
     check_data(&sb, PREFSETS "reverse-unpaired.jsonl", "unpaired", &n, &f);
     cr_assert(n == 2 * n_pairs && f == 0, "reverse-unpaired.jsonl: %ld records, %ld flipped", n, f);
-    cu_proc p = cu_run(&sb, RLT_BIN, "check", RUNS "dpo-reverse.ini", RUNS "sdpo-reverse.ini", RUNS "adpo-reverse.ini",
-                       NULL);
+    static const char *const algos[] = {"dpo", "sdpo", "adpo", "simpo", "orpo", "kto", "bco"};
+    static const char *const sets[] = {"pairs", "lists", "lists", "pairs", "pairs", "unpaired", "unpaired"};
+    enum { NA = sizeof algos / sizeof algos[0] };
+    char recipes[2 * NA][128];
+    cu_argvec a = {.n = 0};
+    cu_av_add(&a, RLT_BIN);
+    cu_av_add(&a, "check");
+    for (size_t i = 0; i < NA; i++) {
+        snprintf(recipes[2 * i], sizeof recipes[0], RUNS "%s-reverse.ini", algos[i]);
+        snprintf(recipes[2 * i + 1], sizeof recipes[0], "data/prefsets/reverse-%s.jsonl", sets[i]);
+        cu_av_add(&a, recipes[2 * i]);
+    }
+    cu_proc p = cu_run_argv(&sb, a.v);
     cr_assert_eq(p.code, 0, "%s%s", p.out, p.err);
-    cr_assert(strstr(p.out, "dpo-reverse.ini: ok (algorithm dpo)") &&
-                  strstr(p.out, "sdpo-reverse.ini: ok (algorithm sdpo)") &&
-                  strstr(p.out, "adpo-reverse.ini: ok (algorithm adpo)"),
-              "%s", p.out);
+    for (size_t i = 0; i < NA; i++) {
+        char want[96];
+        snprintf(want, sizeof want, "%s-reverse.ini: ok (algorithm %s)", algos[i], algos[i]);
+        cr_assert(strstr(p.out, want), "no '%s' in:\n%s", want, p.out);
+    }
     cu_proc_free(&p);
-    const char *recipes[] = {RUNS "dpo-reverse.ini", "data/prefsets/reverse-pairs.jsonl",
-                             RUNS "sdpo-reverse.ini", "data/prefsets/reverse-lists.jsonl",
-                             RUNS "adpo-reverse.ini", "data/prefsets/reverse-lists.jsonl"};
-    for (size_t i = 0; i < 6; i += 2) {
+    for (size_t i = 0; i < 2 * NA; i += 2) {
         char *text = cu_slurp(recipes[i], NULL);
         cr_assert(text && strstr(text, recipes[i + 1]) && strstr(text, "init_from = runs/sft-reverse/default"),
                   "%s does not read %s from runs/sft-reverse/default", recipes[i], recipes[i + 1]);
