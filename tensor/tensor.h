@@ -630,6 +630,50 @@ RT_API rt_tensor *rt_attention_qkv_cached(rt_scope *S, rt_attn_cache *c, const r
  * accuracy for negative x instead); other inputs take rt_gelu's kernel. */
 RT_API rt_tensor *rt_gelu_tanh_inference(rt_scope *S, const rt_tensor *x);
 
+/* Position ids of left-padded rows: mask [B,L] (nonzero = real token, any
+ * dtype) -> int64 [B,t], max(cumsum(mask != 0, 1) - 1, 0) over the last t
+ * columns (1 <= t <= L) -- the HF/TRL convention, in one pass on a CPU. */
+RT_API rt_tensor *rt_mask_positions(rt_scope *S, const rt_tensor *mask, int64_t t);
+
+/* A float32 weight [out, in] laid out for rt_block_decode_'s own product:
+ * [ceil(out/16), in, 16], panels of 16 output features, zero-padded. BLAS
+ * re-packs a weight on every call; at decoding's 64-odd rows that costs an
+ * eighth of the product, so a decoder packs once per sequence instead. */
+RT_API rt_tensor *rt_pack_rows16(rt_scope *S, const rt_tensor *w);
+
+/* The weights of one pre-norm GPT-2 block for rt_block_decode_ (borrowed,
+ * dense, CPU, in the cache's dtype; C = heads x head_dim of the cache, F the
+ * MLP width; a NULL bias is zero). With float32, each of the four matrices
+ * may instead be given as rt_pack_rows16 made it, the fast form. */
+typedef struct rt_block_weights {
+    const rt_tensor *ln_1_weight, *ln_1_bias; /* [C], [C]                            */
+    const rt_tensor *qkv_weight, *qkv_bias;   /* [3C,C], [3C]: cat(Wq, Wk, Wv), heads-major */
+    const rt_tensor *o_weight, *o_bias;       /* [C,C], [C]                          */
+    const rt_tensor *ln_2_weight, *ln_2_bias; /* [C], [C]                            */
+    const rt_tensor *fc_weight, *fc_bias;     /* [F,C], [F]                          */
+    const rt_tensor *proj_weight, *proj_bias; /* [C,F], [C]                          */
+    double ln_1_eps, ln_2_eps;                /* > 0 (torch's default 1e-5)           */
+} rt_block_weights;
+/* One pre-norm block with a tanh-GELU MLP for the next T positions of a
+ * decode, in place on x [B,T,C] (dense, not requiring grad):
+ *   x += o(attn(qkv(ln_1(x))))      attention through c as rt_attention_qkv_cached
+ *   x += proj(gelu_tanh(fc(ln_2(x))))
+ * -- the composition nn_layer_norm_forward, rt_linear, rt_attention_qkv_cached,
+ * nn_linear_forward, rt_gelu_tanh_inference and rt_add compute, in one call:
+ * each linear is one BLAS call on raw pointers (or, for packed weights, an
+ * AVX2 kernel that adds the bias, applies the GELU or accumulates the
+ * residual as it stores), and the residual adds accumulate into x. key_mask: CPU bool [B, len+T] with dense rows
+ * (a narrowed view is fine), or NULL when every position is real. work: a
+ * caller-owned tensor (S = NULL) of the cache's dtype that holds the
+ * intermediates and is replaced by a larger one when too small -- keep one
+ * across calls and layers (an rt_empty of 0 elements to start) and nothing
+ * is allocated after the first call; NULL = a temporary per call. Results
+ * equal the composition to float rounding (the LayerNorm sums in another
+ * order). Every argument is checked before the cache is touched; RT_OK or
+ * RT_EINVAL with a message naming it. No autograd: decoding only. */
+RT_API int rt_block_decode_(rt_attn_cache *c, rt_tensor *x, const rt_tensor *key_mask,
+                            const rt_block_weights *w, rt_tensor *work);
+
 /* One token per row from logits [N,V] (float32/float64), filtered as
  * HF generate's warpers do, in this order:
  *   temperature  z = logits / temperature; 0 = greedy (argmax of the logits)

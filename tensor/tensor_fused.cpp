@@ -640,6 +640,16 @@ std::string shapes_of(const at::Tensor &t) { return shape_str(t); }
 
 } // namespace
 
+void rt::gemm_rm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                 const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    ::gemm_rm<float>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void rt::gemm_rm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const double *A, int64_t lda,
+                 const double *B, int64_t ldb, double beta, double *C, int64_t ldc) {
+    ::gemm_rm<double>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
 extern "C" RT_API rt_tensor *rt_mlp(rt_scope *S, const rt_tensor *x, rt_tensor *const *weights,
                                    rt_tensor *const *biases, int n_layers, int relu_out) {
     if (!rt::alive(__func__, x, "x")) return nullptr;

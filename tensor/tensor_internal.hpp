@@ -76,4 +76,16 @@ template <class F> inline int call(const char *where, F &&f) {
     });
 }
 
+// Row-major C[M,N] = alpha op(A) op(B) + beta C (op = transpose when ta /
+// tb; A [M,K] or [K,M] with row stride lda, B [K,N] or [N,K] with ldb) on raw
+// pointers, straight through the process's BLAS (sgemm_/dgemm_, the ones
+// libtorch calls): for the small products of decoding and of the SAC
+// networks, the dispatcher and the views of an addmm cost more than the
+// arithmetic. Falls back to at::addmm_ when those symbols are missing.
+// Defined in tensor_fused.cpp.
+void gemm_rm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+             const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+void gemm_rm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const double *A, int64_t lda,
+             const double *B, int64_t ldb, double beta, double *C, int64_t ldc);
+
 } // namespace rt

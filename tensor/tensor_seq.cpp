@@ -84,7 +84,8 @@ __attribute__((always_inline)) inline void axpy8(T *__restrict o, T p, const T *
 template <class T> struct attn_args {
     const T *q, *k, *v;
     T *out;
-    const bool *mask; // [B,Tk] or NULL
+    const bool *mask; // [B,Tk] (row stride ms0, columns dense) or NULL
+    int64_t ms0;
     int64_t H, Tq, Tk, D, Dv;
     int64_t qs0, qs1, qs2, ks0, ks1, ks2, vs0, vs1, vs2;
     int64_t os0, os1, os2; // of out [B,H,Tq,Dv] or of a [B,Tq,H*Dv] merged-heads layout
@@ -98,7 +99,7 @@ __attribute__((always_inline)) inline void attention_rows(const attn_args<T> &a,
     for (int64_t bh = begin; bh < end; bh++) {
         const int64_t b = bh / a.H, h = bh % a.H;
         const T *qb = a.q + b * a.qs0 + h * a.qs1, *kb = a.k + b * a.ks0 + h * a.ks1, *vb = a.v + b * a.vs0 + h * a.vs1;
-        const bool *mb = a.mask ? a.mask + b * a.Tk : nullptr;
+        const bool *mb = a.mask ? a.mask + b * a.ms0 : nullptr;
         for (int64_t i = 0; i < a.Tq; i++) {
             const T *qi = qb + i * a.qs2;
             T *oi = a.out + b * a.os0 + h * a.os1 + i * a.os2;
@@ -244,7 +245,7 @@ __attribute__((target("avx2,fma"))) void attention_rows_f32x8(const attn_args<fl
         const int64_t b = bh / a.H, h = bh % a.H;
         const float *qb = a.q + b * a.qs0 + h * a.qs1, *kb = a.k + b * a.ks0 + h * a.ks1,
                     *vb = a.v + b * a.vs0 + h * a.vs1;
-        const bool *mb = a.mask ? a.mask + b * a.Tk : nullptr;
+        const bool *mb = a.mask ? a.mask + b * a.ms0 : nullptr;
         for (int64_t i = 0; i < a.Tq; i++) {
             const float *qi = qb + i * a.qs2;
             float *oi = a.out + b * a.os0 + h * a.os1 + i * a.os2;
@@ -332,6 +333,27 @@ f32_rows_fn f32x8_kernel_for(int64_t D, int64_t Dv) {
     }
 }
 
+// Rows [0, rows) of the flattened (b, h) in a.H-sized groups, split over
+// intra-op threads (each row is computed whole by one thread, so the result
+// does not depend on the split).
+template <class T> void attention_run(const attn_args<T> &a, int64_t rows) {
+    const int64_t work = a.Tq * a.Tk * (a.D + a.Dv);
+    const int64_t grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(work, 1));
+    const bool avx2 = have_avx2();
+    f32_rows_fn fast = nullptr;
+    if constexpr (std::is_same<T, float>::value)
+        if (avx2) fast = f32x8_kernel_for(a.D, a.Dv);
+    at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
+        std::vector<T> s(static_cast<size_t>(a.Tk + 8)); // + 8: the last block's scores
+        if constexpr (std::is_same<T, float>::value)
+            if (fast) return fast(a, begin, end, s.data());
+        if (avx2)
+            attention_rows_avx2(a, begin, end, s.data());
+        else
+            attention_rows(a, begin, end, s.data());
+    });
+}
+
 template <class T>
 void attention_kernel(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v, const at::Tensor &km,
                       double scale, at::Tensor &out) {
@@ -341,6 +363,7 @@ void attention_kernel(const at::Tensor &q, const at::Tensor &k, const at::Tensor
     a.v = v.data_ptr<T>();
     a.out = out.data_ptr<T>();
     a.mask = km.defined() ? km.data_ptr<bool>() : nullptr;
+    a.ms0 = km.defined() ? km.stride(0) : 0;
     a.H = q.size(1);
     a.Tq = q.size(2);
     a.Tk = k.size(2);
@@ -351,21 +374,7 @@ void attention_kernel(const at::Tensor &q, const at::Tensor &k, const at::Tensor
     a.vs0 = v.stride(0), a.vs1 = v.stride(1), a.vs2 = v.stride(2);
     a.os0 = out.stride(0), a.os1 = out.stride(1), a.os2 = out.stride(2);
     a.scale = static_cast<T>(scale);
-    const int64_t work = a.Tq * a.Tk * (a.D + a.Dv);
-    const int64_t grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(work, 1));
-    const bool avx2 = have_avx2();
-    f32_rows_fn fast = nullptr;
-    if constexpr (std::is_same<T, float>::value)
-        if (avx2) fast = f32x8_kernel_for(a.D, a.Dv);
-    at::parallel_for(0, q.size(0) * a.H, grain, [&](int64_t begin, int64_t end) {
-        std::vector<T> s(static_cast<size_t>(a.Tk + 8)); // + 8: the last block's scores
-        if constexpr (std::is_same<T, float>::value)
-            if (fast) return fast(a, begin, end, s.data());
-        if (avx2)
-            attention_rows_avx2(a, begin, end, s.data());
-        else
-            attention_rows(a, begin, end, s.data());
-    });
+    attention_run(a, q.size(0) * a.H);
 }
 
 // True when the kernel applies: CPU float/double, nothing to differentiate,
@@ -482,16 +491,17 @@ namespace {
 // The tanh-approximation GELU in its sigmoid form,
 //   0.5 x (1 + tanh(u)) = x / (1 + exp(-2u)),  u = sqrt(2/pi) (x + 0.044715 x^3),
 // which has no cancellation for negative x; exp256 keeps it within a few ulp.
-__attribute__((target("avx2,fma"))) void gelu_tanh_f32_avx2(const float *x, float *y, int64_t n) {
+__attribute__((target("avx2,fma"))) inline __m256 gelu256(__m256 xv) {
     const __m256 c1 = _mm256_set1_ps(-2.0f * 0.7978845608028654f), c3 = _mm256_set1_ps(0.044715f);
     const __m256 one = _mm256_set1_ps(1.0f);
+    const __m256 x2 = _mm256_mul_ps(xv, xv);
+    const __m256 m2u = _mm256_mul_ps(_mm256_mul_ps(c1, xv), _mm256_fmadd_ps(c3, x2, one)); // -2u
+    return _mm256_div_ps(xv, _mm256_add_ps(one, exp256(m2u)));
+}
+
+__attribute__((target("avx2,fma"))) void gelu_tanh_f32_avx2(const float *x, float *y, int64_t n) {
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        const __m256 xv = _mm256_loadu_ps(x + i);
-        const __m256 x2 = _mm256_mul_ps(xv, xv);
-        const __m256 m2u = _mm256_mul_ps(_mm256_mul_ps(c1, xv), _mm256_fmadd_ps(c3, x2, one)); // -2u
-        _mm256_storeu_ps(y + i, _mm256_div_ps(xv, _mm256_add_ps(one, exp256(m2u))));
-    }
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, gelu256(_mm256_loadu_ps(x + i)));
     for (; i < n; i++) {
         const float m2u = -2.0f * 0.7978845608028654f * x[i] * (1.0f + 0.044715f * x[i] * x[i]);
         y[i] = x[i] / (1.0f + std::exp(std::min(m2u, 88.3762626647949f)));
@@ -613,6 +623,516 @@ extern "C" RT_API rt_tensor *rt_gelu_tanh_inference(rt_scope *S, const rt_tensor
         at::NoGradGuard no_grad;
         TORCH_CHECK(at::isFloatingType(x->t.scalar_type()), "x must be floating point, got ", x->t.scalar_type());
         return gelu_tanh_inference(x->t);
+    });
+}
+
+// ---------------------------------------------------------------------------
+// A whole pre-norm block per call while decoding
+// ---------------------------------------------------------------------------
+//
+// At batch 64 and width 128 a block's ATen composition (two LayerNorms, four
+// linears, attention, the GELU, two residual adds: a dozen dispatched ops,
+// each allocating its output) costs about as much as its GEMMs. Here the
+// block is one pass over raw pointers: the LayerNorms and the GELU are loops,
+// each linear is one BLAS call (the residual adds are the GEMMs accumulating
+// into x itself), and the intermediates live in a scratch tensor the caller
+// keeps between calls.
+
+namespace {
+
+// One linear of a block on raw pointers: w [out,in], or for float32 packed
+// as [ceil(out/16), in, 16] (rt_pack_rows16); b [out] or NULL.
+template <class F> struct lin_ptrs {
+    const F *w, *b;
+    int64_t out, in;
+    bool packed;
+};
+
+// The raw weights of one block (see rt_block_weights); C = width, Fh = MLP width.
+template <class F> struct block_ptrs {
+    const F *ln1_w, *ln1_b, *ln2_w, *ln2_b;
+    lin_ptrs<F> qkv, o, fc, proj;
+    F eps1, eps2;
+    int64_t C, Fh;
+};
+
+// y = (x - mean) / sqrt(var + eps) * w + b for R rows of C: the population
+// variance from a second pass over x - mean, sums in 8 lanes.
+template <class F>
+__attribute__((always_inline)) inline void layer_norm_rows(const F *x, F *__restrict y, const F *w, const F *b,
+                                                           int64_t R, int64_t C, F eps) {
+    for (int64_t r = 0; r < R; r++) {
+        const F *xr = x + r * C;
+        F *yr = y + r * C;
+        F acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, tail = 0;
+        int64_t j = 0;
+        for (; j + 8 <= C; j += 8)
+            for (int l = 0; l < 8; l++) acc[l] += xr[j + l];
+        for (; j < C; j++) tail += xr[j];
+        const F mean = (((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) + tail) / F(C);
+        F sq[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        tail = 0;
+        for (j = 0; j + 8 <= C; j += 8)
+            for (int l = 0; l < 8; l++) {
+                const F d = xr[j + l] - mean;
+                sq[l] += d * d;
+            }
+        for (; j < C; j++) tail += (xr[j] - mean) * (xr[j] - mean);
+        const F var = (((sq[0] + sq[1]) + (sq[2] + sq[3])) + ((sq[4] + sq[5]) + (sq[6] + sq[7])) + tail) / F(C);
+        const F rstd = F(1) / std::sqrt(var + eps);
+        for (j = 0; j < C; j++) yr[j] = (xr[j] - mean) * rstd * w[j] + b[j];
+    }
+}
+
+template <class F>
+__attribute__((target("avx2,fma"))) void layer_norm_rows_avx2(const F *x, F *__restrict y, const F *w, const F *b,
+                                                              int64_t R, int64_t C, F eps) {
+    layer_norm_rows(x, y, w, b, R, C, eps);
+}
+
+template <class F> void layer_norm(const F *x, F *__restrict y, const F *w, const F *b, int64_t R, int64_t C, F eps) {
+    if (have_avx2())
+        layer_norm_rows_avx2(x, y, w, b, R, C, eps);
+    else
+        layer_norm_rows(x, y, w, b, R, C, eps);
+}
+
+// y[r,:] = bias (or 0) for R rows of n: where a GEMM with beta = 1 starts.
+template <class F> void fill_rows(F *y, const F *bias, int64_t R, int64_t n) {
+    for (int64_t r = 0; r < R; r++) {
+        if (bias)
+            std::memcpy(y + r * n, bias, static_cast<size_t>(n) * sizeof(F));
+        else
+            std::memset(y + r * n, 0, static_cast<size_t>(n) * sizeof(F));
+    }
+}
+
+// x[r,:] += bias for R rows of n (nothing for a NULL bias).
+template <class F> void add_rows(F *__restrict x, const F *__restrict bias, int64_t R, int64_t n) {
+    if (!bias) return;
+    for (int64_t r = 0; r < R; r++)
+        for (int64_t j = 0; j < n; j++) x[r * n + j] += bias[j];
+}
+
+// f = gelu_tanh(f + bias) in place for R rows of n (bias NULL = 0), as
+// rt_gelu_tanh_inference computes it.
+void gelu_bias_inplace(float *f, const float *bias, int64_t R, int64_t n) {
+    const bool avx2 = have_avx2();
+    for (int64_t r = 0; r < R; r++) {
+        float *x = f + r * n;
+        if (bias)
+            for (int64_t i = 0; i < n; i++) x[i] += bias[i];
+        if (avx2) {
+            gelu_tanh_f32_avx2(x, x, n);
+            continue;
+        }
+        for (int64_t i = 0; i < n; i++) {
+            const float m2u = -2.0f * 0.7978845608028654f * x[i] * (1.0f + 0.044715f * x[i] * x[i]);
+            x[i] = x[i] / (1.0f + std::exp(std::min(m2u, 88.3762626647949f)));
+        }
+    }
+}
+void gelu_bias_inplace(double *f, const double *bias, int64_t R, int64_t n) {
+    for (int64_t r = 0; r < R; r++) {
+        double *x = f + r * n;
+        for (int64_t i = 0; i < n; i++) {
+            const double v = bias ? x[i] + bias[i] : x[i];
+            x[i] = 0.5 * v * (1.0 + std::tanh(0.7978845608028654 * (v + 0.044715 * v * v * v)));
+        }
+    }
+}
+
+// ---- float32 products against pre-packed weights (decoding) ----
+//
+// Through BLAS every decoding step packs each weight matrix again (OpenBLAS
+// copies the whole [out,in] operand into its panel layout per call): at 64
+// rows that copy is an eighth of the product's time, and the weights stream
+// from L3 three times instead of once. rt_pack_rows16 lays a weight out once
+// per sequence as panels of 16 output features, [ceil(out/16), in, 16], and
+// this kernel multiplies straight from them: 6 rows x 16 outputs in 12 AVX2
+// accumulators, one pass over `in` (each output is one FMA chain in k order,
+// so any split over threads gives the same bits). The epilogue adds the bias
+// and, as asked, applies the GELU or accumulates into the destination (the
+// residual add), so the results never make a second pass.
+
+enum class epi { store, gelu, residual };
+
+constexpr int kPanel = 16;
+
+// Rows r0..r0+ROWS-1 of x [.,K] (row stride ldx) times one panel wp [K,16];
+// n <= 16 live outputs go to y (row stride ldy) at columns j0..j0+n-1.
+template <int ROWS>
+__attribute__((target("avx2,fma"))) void panel_rows(const float *x, int64_t ldx, const float *wp, int64_t K,
+                                                    const float *bias, float *y, int64_t ldy, int n, epi e) {
+    __m256 acc[ROWS][2];
+#pragma GCC unroll 6
+    for (int r = 0; r < ROWS; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    for (int64_t k = 0; k < K; k++) {
+        const __m256 b0 = _mm256_loadu_ps(wp + k * kPanel), b1 = _mm256_loadu_ps(wp + k * kPanel + 8);
+#pragma GCC unroll 6
+        for (int r = 0; r < ROWS; r++) {
+            const __m256 a = _mm256_broadcast_ss(x + r * ldx + k);
+            acc[r][0] = _mm256_fmadd_ps(a, b0, acc[r][0]);
+            acc[r][1] = _mm256_fmadd_ps(a, b1, acc[r][1]);
+        }
+    }
+    if (n == kPanel) { // a whole panel: the epilogue in registers
+        const __m256 bb0 = bias ? _mm256_loadu_ps(bias) : _mm256_setzero_ps();
+        const __m256 bb1 = bias ? _mm256_loadu_ps(bias + 8) : _mm256_setzero_ps();
+#pragma GCC unroll 6
+        for (int r = 0; r < ROWS; r++) {
+            __m256 v0 = _mm256_add_ps(acc[r][0], bb0), v1 = _mm256_add_ps(acc[r][1], bb1);
+            float *yr = y + r * ldy;
+            if (e == epi::gelu) v0 = gelu256(v0), v1 = gelu256(v1);
+            if (e == epi::residual)
+                v0 = _mm256_add_ps(_mm256_loadu_ps(yr), v0), v1 = _mm256_add_ps(_mm256_loadu_ps(yr + 8), v1);
+            _mm256_storeu_ps(yr, v0);
+            _mm256_storeu_ps(yr + 8, v1);
+        }
+        return;
+    }
+    // the last, partial panel through a spilled copy
+    alignas(32) float res[ROWS][kPanel];
+#pragma GCC unroll 6
+    for (int r = 0; r < ROWS; r++) {
+        _mm256_store_ps(res[r], acc[r][0]);
+        _mm256_store_ps(res[r] + 8, acc[r][1]);
+    }
+    for (int r = 0; r < ROWS; r++) {
+        float *out = res[r], *yr = y + r * ldy;
+        if (bias)
+            for (int j = 0; j < n; j++) out[j] += bias[j];
+        if (e == epi::gelu) gelu_tanh_f32_avx2(out, out, kPanel);
+        if (e == epi::residual)
+            for (int j = 0; j < n; j++) yr[j] += out[j];
+        else
+            std::memcpy(yr, out, static_cast<size_t>(n) * sizeof(float));
+    }
+}
+
+// The same for CPUs without AVX2: plain loops, the same k order per output.
+void panel_rows_generic(const float *x, int64_t ldx, const float *wp, int64_t K, const float *bias, float *y,
+                        int64_t ldy, int rows, int n, epi e) {
+    for (int r = 0; r < rows; r++) {
+        float out[kPanel] = {0};
+        for (int64_t k = 0; k < K; k++)
+            for (int j = 0; j < kPanel; j++) out[j] += x[r * ldx + k] * wp[k * kPanel + j];
+        float *yr = y + r * ldy;
+        for (int j = 0; j < n; j++) {
+            float v = out[j] + (bias ? bias[j] : 0.0f);
+            if (e == epi::gelu) {
+                const float m2u = -2.0f * 0.7978845608028654f * v * (1.0f + 0.044715f * v * v);
+                v = v / (1.0f + std::exp(std::min(m2u, 88.3762626647949f)));
+            }
+            yr[j] = e == epi::residual ? yr[j] + v : v;
+        }
+    }
+}
+
+// y[R,N] (row stride ldy) = epilogue(x[R,K] W^T + bias) with W packed as
+// [ceil(N/16), K, 16]; panels are split over intra-op threads.
+void packed_gemm(const float *x, int64_t ldx, const float *wp, int64_t N, int64_t K, const float *bias, float *y,
+                 int64_t ldy, int64_t R, epi e) {
+    const int64_t panels = (N + kPanel - 1) / kPanel;
+    const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(R * K, 1));
+    const bool avx2 = have_avx2();
+    at::parallel_for(0, panels, grain, [&](int64_t begin, int64_t end) {
+        for (int64_t p = begin; p < end; p++) {
+            const float *wpp = wp + p * K * kPanel;
+            const int n = static_cast<int>(std::min<int64_t>(kPanel, N - p * kPanel));
+            const float *bp = bias ? bias + p * kPanel : nullptr;
+            float *yp = y + p * kPanel;
+            int64_t r = 0;
+            if (!avx2) {
+                for (; r < R; r += 6)
+                    panel_rows_generic(x + r * ldx, ldx, wpp, K, bp, yp + r * ldy, ldy,
+                                       static_cast<int>(std::min<int64_t>(6, R - r)), n, e);
+                continue;
+            }
+            for (; r + 6 <= R; r += 6) panel_rows<6>(x + r * ldx, ldx, wpp, K, bp, yp + r * ldy, ldy, n, e);
+            switch (R - r) {
+            case 5: panel_rows<5>(x + r * ldx, ldx, wpp, K, bp, yp + r * ldy, ldy, n, e); break;
+            case 4: panel_rows<4>(x + r * ldx, ldx, wpp, K, bp, yp + r * ldy, ldy, n, e); break;
+            case 3: panel_rows<3>(x + r * ldx, ldx, wpp, K, bp, yp + r * ldy, ldy, n, e); break;
+            case 2: panel_rows<2>(x + r * ldx, ldx, wpp, K, bp, yp + r * ldy, ldy, n, e); break;
+            case 1: panel_rows<1>(x + r * ldx, ldx, wpp, K, bp, yp + r * ldy, ldy, n, e); break;
+            default: break;
+            }
+        }
+    });
+}
+
+// y[R,out] (row stride ldy) = epilogue(x[R,in] w^T + b): store, GELU, or
+// added to y (the residual). Packed weights take packed_gemm; plain ones one
+// BLAS call, starting from the bias (beta = 1, as addmm) or, for the GELU,
+// from nothing with the bias added in the GELU's pass.
+template <class F> void linear_rows(const lin_ptrs<F> &L, const F *x, int64_t R, F *y, int64_t ldy, epi e) {
+    if constexpr (std::is_same<F, float>::value) {
+        if (L.packed) return packed_gemm(x, L.in, L.w, L.out, L.in, L.b, y, ldy, R, e);
+    }
+    switch (e) {
+    case epi::store:
+        fill_rows(y, L.b, R, L.out);
+        rt::gemm_rm(false, true, R, L.out, L.in, F(1), x, L.in, L.w, L.in, F(1), y, ldy);
+        break;
+    case epi::gelu:
+        rt::gemm_rm(false, true, R, L.out, L.in, F(1), x, L.in, L.w, L.in, F(0), y, ldy);
+        gelu_bias_inplace(y, L.b, R, L.out);
+        break;
+    case epi::residual:
+        add_rows(y, L.b, R, L.out);
+        rt::gemm_rm(false, true, R, L.out, L.in, F(1), x, L.in, L.w, L.in, F(1), y, ldy);
+        break;
+    }
+}
+
+// Rows of a chunk: the scratch of a prompt-filling call stays near
+// kChunkRows x (5C + F) elements however long the prompts are.
+constexpr int64_t kChunkRows = 256;
+
+// Elements of scratch block_decode needs for B rows of T positions.
+int64_t block_work_size(int64_t B, int64_t T, int64_t C, int64_t Fh) {
+    const int64_t rows = std::min(B, std::max<int64_t>(1, kChunkRows / T)) * T;
+    return rows * (5 * C + Fh);
+}
+
+// x [B,T,C] (dense) through one block, appending the T new keys and values
+// to c. mask: [B, len+T] bools with row stride ms0, or NULL (all real).
+// work: block_work_size elements. Every row is independent of the others,
+// so the batch goes through in chunks of whole sequences.
+template <class F>
+void block_decode(rt_attn_cache *c, F *x, int64_t B, int64_t T, const bool *mask, int64_t ms0, const block_ptrs<F> &w,
+                  F *work) {
+    const at::Tensor &ck = c->k->t, &cv = c->v->t;
+    const int64_t H = ck.size(1), ML = ck.size(2), D = ck.size(3), C = w.C, Fh = w.Fh, len = c->len;
+    const int64_t bchunk = std::min(B, std::max<int64_t>(1, kChunkRows / T));
+    F *kc = ck.data_ptr<F>(), *vc = cv.data_ptr<F>();
+    for (int64_t b0 = 0; b0 < B; b0 += bchunk) {
+        const int64_t nb = std::min(bchunk, B - b0), R = nb * T;
+        F *xs = x + b0 * T * C;     // [R,C]   this chunk's rows of x
+        F *h = work;                // [R,C]   a LayerNorm's output
+        F *qkv = h + R * C;         // [R,3C]  q | k | v per row
+        F *att = qkv + R * 3 * C;   // [R,C]   attention, merged heads
+        F *f = att + R * C;         // [R,Fh]  the MLP's hidden layer
+
+        // x + o_proj(attention(ln_1(x)))
+        layer_norm(xs, h, w.ln1_w, w.ln1_b, R, C, w.eps1);
+        linear_rows(w.qkv, h, R, qkv, 3 * C, epi::store);
+        for (int64_t b = 0; b < nb; b++)
+            for (int64_t t = 0; t < T; t++) {
+                const F *row = qkv + (b * T + t) * 3 * C;
+                for (int64_t hd = 0; hd < H; hd++) {
+                    const int64_t at_ = (((b0 + b) * H + hd) * ML + len + t) * D;
+                    std::memcpy(kc + at_, row + C + hd * D, static_cast<size_t>(D) * sizeof(F));
+                    std::memcpy(vc + at_, row + 2 * C + hd * D, static_cast<size_t>(D) * sizeof(F));
+                }
+            }
+        attn_args<F> a;
+        a.q = qkv, a.out = att;
+        a.k = kc + b0 * H * ML * D, a.v = vc + b0 * H * ML * D;
+        a.mask = mask ? mask + b0 * ms0 : nullptr, a.ms0 = ms0;
+        a.H = H, a.Tq = T, a.Tk = len + T, a.D = D, a.Dv = D;
+        a.qs0 = T * 3 * C, a.qs1 = D, a.qs2 = 3 * C;
+        a.ks0 = H * ML * D, a.ks1 = ML * D, a.ks2 = D;
+        a.vs0 = a.ks0, a.vs1 = a.ks1, a.vs2 = a.ks2;
+        a.os0 = T * C, a.os1 = D, a.os2 = C;
+        a.scale = static_cast<F>(1.0 / std::sqrt(static_cast<double>(D)));
+        attention_run(a, nb * H);
+        linear_rows(w.o, att, R, xs, C, epi::residual);
+
+        // x + proj(gelu_tanh(fc(ln_2(x))))
+        layer_norm(xs, h, w.ln2_w, w.ln2_b, R, C, w.eps2);
+        linear_rows(w.fc, h, R, f, Fh, epi::gelu);
+        linear_rows(w.proj, f, R, xs, C, epi::residual);
+    }
+    c->len = len + T;
+}
+
+// Checks one weight of rt_block_decode_: a dense CPU tensor of `dt` and the
+// given shape (n1 < 0: 1-D [n0]; a 2-D [n0,n1] matrix may come packed as
+// rt_pack_rows16's float32 [ceil(n0/16), n1, 16]); optional ones may be NULL.
+bool check_weight(const char *fn, const rt_tensor *t, const char *name, at::ScalarType dt, int64_t n0, int64_t n1,
+                  bool optional) {
+    char buf[64];
+    if (!t) {
+        if (optional) return true;
+        rt_set_error("%s: weights->%s is NULL", fn, name);
+        return false;
+    }
+    const at::Tensor &x = t->t;
+    const bool packed = n1 >= 0 && x.dim() == 3 && dt == at::kFloat && x.size(0) == (n0 + 15) / 16 &&
+                        x.size(1) == n1 && x.size(2) == 16;
+    const bool shape_ok =
+        n1 < 0 ? x.dim() == 1 && x.size(0) == n0 : packed || (x.dim() == 2 && x.size(0) == n0 && x.size(1) == n1);
+    if (!shape_ok || x.scalar_type() != dt || !x.is_cpu() || !x.is_contiguous()) {
+        if (n1 < 0)
+            rt_set_error("%s: weights->%s is %s (%s), expected a dense CPU [%lld] in the cache's dtype", fn, name,
+                         rt_shape_str(t, buf, sizeof buf), rt_dtype_name(rt_dtype_of(t)), (long long)n0);
+        else
+            rt_set_error("%s: weights->%s is %s (%s), expected a dense CPU [%lld, %lld] in the cache's dtype (or "
+                         "float32 [%lld, %lld, 16] from rt_pack_rows16)",
+                         fn, name, rt_shape_str(t, buf, sizeof buf), rt_dtype_name(rt_dtype_of(t)), (long long)n0,
+                         (long long)n1, (long long)((n0 + 15) / 16), (long long)n1);
+        return false;
+    }
+    return true;
+}
+
+template <class F> const F *ptr(const rt_tensor *t) { return t ? t->t.data_ptr<F>() : nullptr; }
+
+template <class F> lin_ptrs<F> lin_of(const rt_tensor *w, const rt_tensor *b, int64_t out, int64_t in) {
+    return lin_ptrs<F>{ptr<F>(w), ptr<F>(b), out, in, w->t.dim() == 3};
+}
+
+// The checked rt_block_weights as raw pointers.
+template <class F> block_ptrs<F> block_ptrs_of(const rt_block_weights *w, int64_t C, int64_t Fh) {
+    block_ptrs<F> p;
+    p.ln1_w = ptr<F>(w->ln_1_weight), p.ln1_b = ptr<F>(w->ln_1_bias);
+    p.ln2_w = ptr<F>(w->ln_2_weight), p.ln2_b = ptr<F>(w->ln_2_bias);
+    p.qkv = lin_of<F>(w->qkv_weight, w->qkv_bias, 3 * C, C);
+    p.o = lin_of<F>(w->o_weight, w->o_bias, C, C);
+    p.fc = lin_of<F>(w->fc_weight, w->fc_bias, Fh, C);
+    p.proj = lin_of<F>(w->proj_weight, w->proj_bias, C, Fh);
+    p.eps1 = static_cast<F>(w->ln_1_eps), p.eps2 = static_cast<F>(w->ln_2_eps);
+    p.C = C, p.Fh = Fh;
+    return p;
+}
+
+} // namespace
+
+extern "C" RT_API int rt_block_decode_(rt_attn_cache *c, rt_tensor *x, const rt_tensor *key_mask,
+                                       const rt_block_weights *w, rt_tensor *work) {
+    const char *fn = __func__;
+    char buf[64];
+    if (!alive(fn, x, "x")) return RT_EINVAL;
+    if (!c || !w) {
+        rt_set_error("%s: %s is NULL", fn, !c ? "cache" : "weights");
+        return RT_EINVAL;
+    }
+    const at::Tensor &xt = x->t, &ck = c->k->t;
+    const int64_t B = ck.size(0), H = ck.size(1), D = ck.size(3), C = H * D;
+    const at::ScalarType dt = ck.scalar_type();
+    if (xt.dim() != 3 || xt.size(0) != B || xt.size(2) != C || xt.size(1) < 1 || xt.scalar_type() != dt ||
+        !xt.is_cpu() || !xt.is_contiguous() || xt.requires_grad()) {
+        rt_set_error("%s: x %s (%s) must be a dense CPU [%lld, T, %lld] (batch, T >= 1, %lld heads x %lld) in the "
+                     "cache's dtype %s that does not require grad (it is updated in place)",
+                     fn, rt_shape_str(x, buf, sizeof buf), rt_dtype_name(rt_dtype_of(x)), (long long)B, (long long)C,
+                     (long long)H, (long long)D, dt == at::kFloat ? "float32" : "float64");
+        return RT_EINVAL;
+    }
+    const int64_t T = xt.size(1), want = c->len + T;
+    if (want > c->max_len) {
+        rt_set_error("%s: KV cache overflow: %lld cached + %lld new positions exceed max_len %lld", fn,
+                     (long long)c->len, (long long)T, (long long)c->max_len);
+        return RT_EINVAL;
+    }
+    if (key_mask) {
+        const at::Tensor &m = key_mask->t;
+        if (m.dim() != 2 || m.size(0) != B || m.size(1) != want || m.scalar_type() != at::kBool || !m.is_cpu() ||
+            m.stride(1) != 1) {
+            rt_set_error("%s: key_mask %s (%s) must be a CPU bool [%lld, %lld] (batch, cached %lld + new %lld "
+                         "positions) with dense rows",
+                         fn, rt_shape_str(key_mask, buf, sizeof buf), rt_dtype_name(rt_dtype_of(key_mask)),
+                         (long long)B, (long long)want, (long long)c->len, (long long)T);
+            return RT_EINVAL;
+        }
+    }
+    // the MLP width: the projection's input (its dim 1, packed or not)
+    const int64_t Fh = w->proj_weight && w->proj_weight->t.dim() >= 2 ? w->proj_weight->t.size(1) : 0;
+    if (!check_weight(fn, w->ln_1_weight, "ln_1_weight", dt, C, -1, false) ||
+        !check_weight(fn, w->ln_1_bias, "ln_1_bias", dt, C, -1, false) ||
+        !check_weight(fn, w->qkv_weight, "qkv_weight", dt, 3 * C, C, false) ||
+        !check_weight(fn, w->qkv_bias, "qkv_bias", dt, 3 * C, -1, true) ||
+        !check_weight(fn, w->o_weight, "o_weight", dt, C, C, false) ||
+        !check_weight(fn, w->o_bias, "o_bias", dt, C, -1, true) ||
+        !check_weight(fn, w->ln_2_weight, "ln_2_weight", dt, C, -1, false) ||
+        !check_weight(fn, w->ln_2_bias, "ln_2_bias", dt, C, -1, false) ||
+        !check_weight(fn, w->fc_weight, "fc_weight", dt, Fh, C, false) ||
+        !check_weight(fn, w->fc_bias, "fc_bias", dt, Fh, -1, true) ||
+        !check_weight(fn, w->proj_weight, "proj_weight", dt, C, Fh, false) ||
+        !check_weight(fn, w->proj_bias, "proj_bias", dt, C, -1, true))
+        return RT_EINVAL;
+    if (!(w->ln_1_eps > 0.0) || !(w->ln_2_eps > 0.0)) {
+        rt_set_error("%s: LayerNorm eps %g / %g must be > 0", fn, w->ln_1_eps, w->ln_2_eps);
+        return RT_EINVAL;
+    }
+    if (work && (work->t.scalar_type() != dt || !work->t.is_cpu() || work->owner)) {
+        rt_set_error("%s: work (%s) must be a caller-owned CPU tensor in the cache's dtype", fn,
+                     rt_dtype_name(rt_dtype_of(work)));
+        return RT_EINVAL;
+    }
+    const bool *mask = key_mask ? key_mask->t.data_ptr<bool>() : nullptr;
+    const int64_t ms0 = key_mask ? key_mask->t.stride(0) : 0;
+    return rt::call(fn, [&] {
+        const int64_t need = block_work_size(B, T, C, Fh);
+        at::Tensor tmp;
+        at::Tensor &ws = work ? work->t : tmp;
+        if (!ws.defined() || ws.numel() < need || !ws.is_contiguous()) ws = at::empty({need}, xt.options());
+        if (dt == at::kFloat) {
+            const block_ptrs<float> p = block_ptrs_of<float>(w, C, Fh);
+            block_decode(c, xt.data_ptr<float>(), B, T, mask, ms0, p, ws.data_ptr<float>());
+        } else {
+            const block_ptrs<double> p = block_ptrs_of<double>(w, C, Fh);
+            block_decode(c, xt.data_ptr<double>(), B, T, mask, ms0, p, ws.data_ptr<double>());
+        }
+    });
+}
+
+extern "C" RT_API rt_tensor *rt_pack_rows16(rt_scope *S, const rt_tensor *w) {
+    if (!alive(__func__, w, "w")) return nullptr;
+    const at::Tensor &t = w->t;
+    if (t.dim() != 2 || t.scalar_type() != at::kFloat || !t.is_cpu()) {
+        char buf[64];
+        rt_set_error("%s: w %s (%s) must be a float32 CPU matrix [out, in]", __func__, rt_shape_str(w, buf, sizeof buf),
+                     rt_dtype_name(rt_dtype_of(w)));
+        return nullptr;
+    }
+    return op(S, __func__, [&] {
+        at::NoGradGuard no_grad;
+        const int64_t N = t.size(0), K = t.size(1), P = (N + kPanel - 1) / kPanel;
+        at::Tensor src = t.contiguous();
+        at::Tensor out = at::zeros({P, K, kPanel}, src.options());
+        const float *ps = src.data_ptr<float>();
+        float *po = out.data_ptr<float>();
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t k = 0; k < K; k++) po[((n / kPanel) * K + k) * kPanel + n % kPanel] = ps[n * K + k];
+        return out;
+    });
+}
+
+// ---------------------------------------------------------------------------
+// Position ids of left-padded rows
+// ---------------------------------------------------------------------------
+
+extern "C" RT_API rt_tensor *rt_mask_positions(rt_scope *S, const rt_tensor *mask, int64_t t) {
+    if (!alive(__func__, mask, "mask")) return nullptr;
+    const at::Tensor &m = mask->t;
+    if (m.dim() != 2 || t < 1 || t > m.size(1)) {
+        char buf[64];
+        rt_set_error("%s: mask %s must be [B,L] and t = %lld in [1, L]", __func__, rt_shape_str(mask, buf, sizeof buf),
+                     (long long)t);
+        return nullptr;
+    }
+    return op(S, __func__, [&] {
+        at::NoGradGuard no_grad;
+        const int64_t B = m.size(0), L = m.size(1);
+        if (!m.is_cpu()) {
+            at::Tensor cs = as_bool_mask(m).to(at::kLong).cumsum(1).narrow(1, L - t, t);
+            return (cs - 1).clamp_min(0);
+        }
+        at::Tensor mb = as_bool_mask(m);
+        at::Tensor pos = at::empty({B, t}, at::TensorOptions().dtype(at::kLong));
+        int64_t *pp = pos.data_ptr<int64_t>();
+        const bool *pm = mb.data_ptr<bool>();
+        const int64_t s0 = mb.stride(0), s1 = mb.stride(1);
+        for (int64_t b = 0; b < B; b++) {
+            int64_t count = 0;
+            for (int64_t j = 0; j < L; j++) {
+                count += pm[b * s0 + j * s1] ? 1 : 0;
+                if (j >= L - t) pp[b * t + j - (L - t)] = count > 0 ? count - 1 : 0;
+            }
+        }
+        return pos;
     });
 }
 

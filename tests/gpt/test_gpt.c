@@ -368,6 +368,93 @@ Test(gpt, model_reference_and_cache) {
         gpt_cache_free(NULL);
         gpt_free(m);
     }
+
+    /* -- the fused decoding ops: positions, packed weights, one block per call -- */
+    {
+        /* rt_mask_positions: max(cumsum - 1, 0) over the last t columns */
+        const int64_t mk[2 * 6] = {0, 0, 1, 1, 0, 1, /**/ 1, 1, 1, 0, 1, 1};
+        const int64_t want_pos[2 * 4] = {0, 1, 1, 2, /**/ 2, 2, 3, 4};
+        int64_t got_pos[8];
+        rt_tensor *mt = rt_from_data(S, mk, (int64_t[]){2, 6}, 2, I64);
+        rt_tensor *pos = rt_mask_positions(S, mt, 4);
+        cr_assert(pos && rt_dtype_of(pos) == RT_I64 && rt_size(pos, 1) == 4, "%s", rt_last_error());
+        rt_to_data(pos, RT_I64, got_pos, sizeof got_pos);
+        cr_assert(memcmp(got_pos, want_pos, sizeof got_pos) == 0, "positions %lld %lld %lld %lld / %lld %lld %lld %lld",
+                  (long long)got_pos[0], (long long)got_pos[1], (long long)got_pos[2], (long long)got_pos[3],
+                  (long long)got_pos[4], (long long)got_pos[5], (long long)got_pos[6], (long long)got_pos[7]);
+        cr_assert(rt_mask_positions(S, mt, 7) == NULL && strstr(rt_last_error(), "t = 7"));
+
+        /* rt_pack_rows16: [20, 3] -> [2, 3, 16], w[n,k] at [n/16, k, n%16], zero padding */
+        double wv[60];
+        for (int i = 0; i < 60; i++)
+            wv[i] = i + 1;
+        rt_tensor *w = rt_to_dtype(S, rt_from_data(S, wv, (int64_t[]){20, 3}, 2, F64), RT_F32);
+        rt_tensor *pk = rt_pack_rows16(S, w);
+        cr_assert(pk && rt_ndim(pk) == 3 && rt_size(pk, 0) == 2 && rt_size(pk, 1) == 3 && rt_size(pk, 2) == 16);
+        double pv[96];
+        rt_to_data(pk, RT_F64, pv, sizeof pv);
+        cr_assert(pv[(0 * 3 + 2) * 16 + 5] == wv[5 * 3 + 2] && pv[(1 * 3 + 1) * 16 + 3] == wv[19 * 3 + 1] &&
+                  pv[(1 * 3 + 0) * 16 + 4] == 0.0);
+        cr_assert(rt_pack_rows16(S, rt_to_dtype(S, w, RT_F64)) == NULL && strstr(rt_last_error(), "float32"));
+
+        /* the default recipe model (128 wide, 512 MLP: whole 6-row tiles, full
+         * panels), float32, 13 rows: decoding equals the full forward */
+        gpt_config gc = gpt_config_default();
+        gc.context = 24;
+        rt_gen *g = rt_gen_new(11);
+        gpt *m = NULL;
+        cr_assert(gpt_new(&gc, F32, g, &m) == RT_OK);
+        redraw(m, 0.1, 12);
+        rt_tensor *ids = rt_randint(S, 0, gc.vocab, (int64_t[]){13, 9}, 2, g, I64);
+        int64_t chunks[3] = {6, 1, 2};
+        double d = cached_vs_full(S, m, ids, NULL, chunks, 3);
+        cr_assert(d < 2e-4, "128-wide float32: cached vs full %g", d);
+        /* gpt_forward_hidden is what the tied head reads */
+        rt_tensor *hid = gpt_forward_hidden(S, m, ids, NULL);
+        cr_assert(hid && rt_size(hid, 2) == 128, "%s", rt_last_error());
+        cr_assert(maxdiff(rt_linear(S, hid, gpt_token_table(m), NULL), gpt_forward(S, m, ids, NULL)) == 0.0);
+
+        /* rt_block_decode_'s refusals leave the cache alone */
+        rt_attn_cache *ac = rt_attn_cache_new(2, 4, 8, 32, F32);
+        const nn_params *P = gpt_params(m);
+        rt_tensor *qkv = rt_cat(S, (rt_tensor *[]){nn_params_get(P, "layers.0.attn.q_proj.weight"),
+                                                   nn_params_get(P, "layers.0.attn.k_proj.weight"),
+                                                   nn_params_get(P, "layers.0.attn.v_proj.weight")},
+                                3, 0);
+        rt_block_weights bw = {
+            .ln_1_weight = nn_params_get(P, "layers.0.ln_1.weight"),
+            .ln_1_bias = nn_params_get(P, "layers.0.ln_1.bias"),
+            .qkv_weight = qkv,
+            .o_weight = nn_params_get(P, "layers.0.attn.o_proj.weight"),
+            .ln_2_weight = nn_params_get(P, "layers.0.ln_2.weight"),
+            .ln_2_bias = nn_params_get(P, "layers.0.ln_2.bias"),
+            .fc_weight = nn_params_get(P, "layers.0.mlp.fc.weight"),
+            .proj_weight = nn_params_get(P, "layers.0.mlp.proj.weight"),
+            .ln_1_eps = 1e-5,
+            .ln_2_eps = 1e-5,
+        };
+        rt_tensor *x = rt_zeros(S, (int64_t[]){2, 1, 128}, 3, F32);
+        cr_assert(rt_block_decode_(ac, x, NULL, &bw, NULL) == RT_OK && rt_attn_cache_len(ac) == 1, "%s",
+                  rt_last_error());
+        rt_tensor *x3 = rt_zeros(S, (int64_t[]){3, 1, 128}, 3, F32);
+        cr_assert(rt_block_decode_(ac, x3, NULL, &bw, NULL) == RT_EINVAL && strstr(rt_last_error(), "x [3, 1, 128]") &&
+                      rt_attn_cache_len(ac) == 1,
+                  "%s", rt_last_error());
+        bw.fc_weight = bw.o_weight;
+        cr_assert(rt_block_decode_(ac, x, NULL, &bw, NULL) == RT_EINVAL && strstr(rt_last_error(), "fc_weight") &&
+                      rt_attn_cache_len(ac) == 1,
+                  "%s", rt_last_error());
+        bw.fc_weight = nn_params_get(P, "layers.0.mlp.fc.weight");
+        rt_tensor *bad_mask = rt_ones(S, (int64_t[]){2, 3}, 2, RT_OPTS(RT_BOOL));
+        cr_assert(rt_block_decode_(ac, x, bad_mask, &bw, NULL) == RT_EINVAL && strstr(rt_last_error(), "key_mask") &&
+                      rt_attn_cache_len(ac) == 1,
+                  "%s", rt_last_error());
+        cr_assert(rt_block_decode_(ac, x, NULL, &bw, rt_zeros(S, (int64_t[]){4}, 1, F32)) == RT_EINVAL &&
+                  strstr(rt_last_error(), "caller-owned"));
+        rt_attn_cache_free(ac);
+        gpt_free(m);
+        rt_gen_free(g);
+    }
     free(R.bytes);
     rt_scope_free(S);
 }

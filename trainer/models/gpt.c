@@ -37,6 +37,9 @@ struct gpt_cache {
     rt_attn_cache **kv; /* [n_layer] keys and values, uninitialised past their length */
     rt_tensor **wqkv;   /* [n_layer] cat(q, k, v weights) [3C, C], taken when a sequence starts */
     rt_tensor **bqkv;   /* [n_layer] cat(q, k, v biases) [3C], NULL without biases */
+    rt_tensor **packed; /* [n_layer][4] float32 models: qkv, o, fc, proj weights as
+                           rt_pack_rows16 lays them out; NULL for float64 */
+    rt_tensor *work;    /* rt_block_decode_'s intermediates, shared by the layers */
     int broken;         /* a failed forward appended to some layers only */
 };
 
@@ -230,22 +233,13 @@ static rt_tensor *gpt_fail(const char *fn) {
     return NULL;
 }
 
-/* Position ids of the last t of L = rt_size(mask, 1) columns:
- * max(cumsum(mask != 0) - 1, 0)[:, L-t:] -> int64 [B,t], in W. */
-static rt_tensor *mask_positions(rt_scope *W, const rt_tensor *mask_b, int64_t t) {
-    int64_t L = rt_size(mask_b, 1);
-    rt_tensor *cs = rt_cumsum(W, rt_to_dtype(W, mask_b, RT_I64), 1); /* [B,L] */
-    /* integer arithmetic throughout (a double scalar would promote to float) */
-    rt_tensor *pos = rt_sub(W, rt_narrow(W, cs, 1, L - t, t), rt_scalar(W, 1.0, RT_OPTS(RT_I64))); /* [B,t] */
-    return rt_maximum(W, pos, rt_scalar(W, 0.0, RT_OPTS(RT_I64)));                               /* [B,t] */
-}
-
 /* (Re)takes the packed q, k, v projection weights of every layer, at the start
  * of a sequence (the cache is empty), so a cache sees parameter updates made
  * between sequences. RT_OK or an error. */
 static int gpt_cache_pack(gpt_cache *c, const gpt *m) {
     for (int64_t i = 0; i < m->cfg.n_layer; i++) {
-        const nn_attention *A = &m->layers[i].attn;
+        const nn_block *L = &m->layers[i];
+        const nn_attention *A = &L->attn;
         rt_tensor *w[3] = {A->q_proj.weight, A->k_proj.weight, A->v_proj.weight};
         rt_tensor *b[3] = {A->q_proj.bias, A->k_proj.bias, A->v_proj.bias};
         rt_tensor *wq = rt_cat(NULL, w, 3, 0); /* [3C, C] */
@@ -259,21 +253,51 @@ static int gpt_cache_pack(gpt_cache *c, const gpt *m) {
         rt_free(c->bqkv[i]);
         c->wqkv[i] = wq;
         c->bqkv[i] = bq;
+        if (c->packed) {
+            const rt_tensor *src[4] = {wq, A->o_proj.weight, L->fc.weight, L->proj.weight};
+            for (int j = 0; j < 4; j++) {
+                rt_tensor *p = rt_pack_rows16(NULL, src[j]); /* [ceil(out/16), in, 16] */
+                if (!p)
+                    return RT_ERR;
+                rt_free(c->packed[i * 4 + j]);
+                c->packed[i * 4 + j] = p;
+            }
+        }
     }
     return RT_OK;
 }
 
 /* One block through layer i's cache: nn_block_forward_cached_masked's
  *   h = x + o_proj(attn(ln_1(x))),  out = h + proj(act(fc(ln_2(h))))
- * with the projections packed. x [B,T,C], key_mask [B, len+T] -> [B,T,C]. */
+ * with the projections packed. x [B,T,C] (a fresh tensor of W's),
+ * key_mask [B, len+T] bool or NULL (all real) -> [B,T,C]. GPT-2's tanh GELU
+ * runs as one fused call that updates x in place (rt_block_decode_); other
+ * activations take the op-by-op composition. */
 static rt_tensor *gpt_block_decode(rt_scope *W, const nn_block *L, gpt_cache *c, int64_t i,
-                                   const rt_tensor *x, const rt_tensor *key_mask) {
+                                   rt_tensor *x, const rt_tensor *key_mask) {
+    if (L->act == NN_ACT_GELU_TANH) {
+        rt_tensor *const *pk = c->packed ? c->packed + i * 4 : NULL;
+        rt_block_weights w = {
+            .ln_1_weight = L->ln_1.weight, .ln_1_bias = L->ln_1.bias,
+            .qkv_weight = pk ? pk[0] : c->wqkv[i], .qkv_bias = c->bqkv[i],
+            .o_weight = pk ? pk[1] : L->attn.o_proj.weight, .o_bias = L->attn.o_proj.bias,
+            .ln_2_weight = L->ln_2.weight, .ln_2_bias = L->ln_2.bias,
+            .fc_weight = pk ? pk[2] : L->fc.weight, .fc_bias = L->fc.bias,
+            .proj_weight = pk ? pk[3] : L->proj.weight, .proj_bias = L->proj.bias,
+            .ln_1_eps = L->ln_1.eps, .ln_2_eps = L->ln_2.eps,
+        };
+        return rt_block_decode_(c->kv[i], x, key_mask, &w, c->work) == RT_OK ? x : NULL;
+    }
+    if (!key_mask) {
+        int64_t shape[2] = {rt_size(x, 0), rt_attn_cache_len(c->kv[i]) + rt_size(x, 1)};
+        key_mask = rt_ones(W, shape, 2, RT_OPTS(RT_BOOL)); /* [B, len+T] */
+    }
     rt_tensor *h = nn_layer_norm_forward(W, &L->ln_1, x);                              /* [B,T,C] */
     rt_tensor *qkv = rt_linear(W, h, c->wqkv[i], c->bqkv[i]);                          /* [B,T,3C] */
     rt_tensor *a = rt_attention_qkv_cached(W, c->kv[i], qkv, key_mask, 0.0);           /* [B,T,C] */
     h = rt_add(W, x, nn_linear_forward(W, &L->attn.o_proj, a));                        /* [B,T,C] */
     rt_tensor *f = nn_linear_forward(W, &L->fc, nn_layer_norm_forward(W, &L->ln_2, h)); /* [B,T,4C] */
-    f = L->act == NN_ACT_GELU_TANH ? rt_gelu_tanh_inference(W, f) : nn_act_forward(W, L->act, f);
+    f = nn_act_forward(W, L->act, f);
     return rt_add(W, h, nn_linear_forward(W, &L->proj, f)); /* [B,T,C] */
 }
 
@@ -281,7 +305,7 @@ static rt_tensor *gpt_block_decode(rt_scope *W, const nn_block *L, gpt_cache *c,
  * [B,T,C] is given; cache NULL = full (training) forward; mask [B, len+T] or
  * NULL. Checks every shape before touching the cache. */
 static rt_tensor *gpt_run(rt_scope *S, const gpt *m, gpt_cache *c, const rt_tensor *ids,
-                          const rt_tensor *embeds, const rt_tensor *mask, const char *fn) {
+                          const rt_tensor *embeds, const rt_tensor *mask, int hidden, const char *fn) {
     char a[64], b[64];
     const rt_tensor *in = ids ? ids : embeds;
     int64_t B, T, len = 0;
@@ -372,16 +396,10 @@ static rt_tensor *gpt_run(rt_scope *S, const gpt *m, gpt_cache *c, const rt_tens
     }
     if (mask) {
         mask_b = rt_dtype_of(mask) == RT_BOOL ? rt_alias(W, mask) : rt_compare_scalar(W, mask, RT_NE, 0.0);
-        x = rt_add(W, x, rt_embedding(W, m->pos_emb.weight, mask_positions(W, mask_b, T))); /* [B,T,C] */
+        x = rt_add(W, x, rt_embedding(W, m->pos_emb.weight, rt_mask_positions(W, mask_b, T))); /* [B,T,C] */
     } else {
         rt_tensor *pos = rt_arange(W, (double)len, (double)(len + T), 1.0, RT_OPTS(RT_I64)); /* [T] */
         x = rt_add(W, x, rt_embedding(W, m->pos_emb.weight, pos)); /* [B,T,C] + [T,C] */
-        if (c) {
-            /* all real: an all-ones key mask sends decoding through the
-             * masked attention's direct inference kernel */
-            int64_t shape[2] = {B, len + T};
-            mask_b = rt_ones(W, shape, 2, RT_OPTS(RT_BOOL)); /* [B, len+T] */
-        }
     }
     if (!x) {
         gpt_fail(fn);
@@ -392,7 +410,7 @@ static rt_tensor *gpt_run(rt_scope *S, const gpt *m, gpt_cache *c, const rt_tens
     for (int64_t i = 0; i < m->cfg.n_layer; i++) {
         const nn_block *L = &m->layers[i];
         if (c)
-            x = gpt_block_decode(W, L, c, i, x, mask_b); /* mask_b is always set here */
+            x = gpt_block_decode(W, L, c, i, x, mask_b);
         else
             x = mask_b ? nn_block_forward_masked(W, L, x, mask_b) : nn_block_forward(W, L, x);
         if (!x) {
@@ -411,7 +429,8 @@ static rt_tensor *gpt_run(rt_scope *S, const gpt *m, gpt_cache *c, const rt_tens
 
     /* ---- head ---- */
     x = nn_layer_norm_forward(W, &m->ln_f, x); /* [B,T,C] */
-    logits = m->cfg.tie_embeddings ? rt_linear(W, x, m->tok_emb.weight, NULL)
+    logits = hidden ? x
+             : m->cfg.tie_embeddings ? rt_linear(W, x, m->tok_emb.weight, NULL)
                                    : nn_linear_forward(W, &m->lm_head, x); /* [B,T,V] */
     if (!logits) {
         gpt_fail(fn);
@@ -426,12 +445,16 @@ done:
 }
 
 rt_tensor *gpt_forward(rt_scope *S, const gpt *m, const rt_tensor *ids, const rt_tensor *mask) {
-    return ids ? gpt_run(S, m, NULL, ids, NULL, mask, "gpt_forward") : NULL;
+    return ids ? gpt_run(S, m, NULL, ids, NULL, mask, 0, "gpt_forward") : NULL;
 }
 
 rt_tensor *gpt_forward_embeds(rt_scope *S, const gpt *m, const rt_tensor *embeds,
                               const rt_tensor *mask) {
-    return embeds ? gpt_run(S, m, NULL, NULL, embeds, mask, "gpt_forward_embeds") : NULL;
+    return embeds ? gpt_run(S, m, NULL, NULL, embeds, mask, 0, "gpt_forward_embeds") : NULL;
+}
+
+rt_tensor *gpt_forward_hidden(rt_scope *S, const gpt *m, const rt_tensor *ids, const rt_tensor *mask) {
+    return ids ? gpt_run(S, m, NULL, ids, NULL, mask, 1, "gpt_forward_hidden") : NULL;
 }
 
 rt_tensor *gpt_forward_cached(rt_scope *S, const gpt *m, gpt_cache *c, const rt_tensor *ids,
@@ -442,7 +465,7 @@ rt_tensor *gpt_forward_cached(rt_scope *S, const gpt *m, gpt_cache *c, const rt_
         rt_set_error("gpt_forward_cached: cache is NULL");
         return NULL;
     }
-    return gpt_run(S, m, c, ids, NULL, mask_all, "gpt_forward_cached");
+    return gpt_run(S, m, c, ids, NULL, mask_all, 0, "gpt_forward_cached");
 }
 
 rt_tensor *gpt_forward_cached_embeds(rt_scope *S, const gpt *m, gpt_cache *c,
@@ -453,7 +476,7 @@ rt_tensor *gpt_forward_cached_embeds(rt_scope *S, const gpt *m, gpt_cache *c,
         rt_set_error("gpt_forward_cached_embeds: cache is NULL");
         return NULL;
     }
-    return gpt_run(S, m, c, NULL, embeds, mask_all, "gpt_forward_cached_embeds");
+    return gpt_run(S, m, c, NULL, embeds, mask_all, 0, "gpt_forward_cached_embeds");
 }
 
 /* ------------------------------------------------------------------------ */
@@ -477,10 +500,12 @@ gpt_cache *gpt_cache_new(const gpt *m, int64_t batch, int64_t max_len) {
     c = calloc(1, sizeof *c);
     if (!c || !(c->kv = calloc((size_t)m->cfg.n_layer, sizeof *c->kv)) ||
         !(c->wqkv = calloc((size_t)m->cfg.n_layer, sizeof *c->wqkv)) ||
-        !(c->bqkv = calloc((size_t)m->cfg.n_layer, sizeof *c->bqkv))) {
+        !(c->bqkv = calloc((size_t)m->cfg.n_layer, sizeof *c->bqkv)) ||
+        (m->opts.dtype == RT_F32 && !(c->packed = calloc((size_t)m->cfg.n_layer * 4, sizeof *c->packed)))) {
         if (c) {
             free(c->kv);
             free(c->wqkv);
+            free(c->bqkv);
         }
         free(c);
         rt_set_error("gpt_cache_new: out of memory");
@@ -489,6 +514,15 @@ gpt_cache *gpt_cache_new(const gpt *m, int64_t batch, int64_t max_len) {
     c->cfg = m->cfg;
     c->batch = batch;
     c->max_len = max_len;
+    {
+        int64_t none = 0;
+        c->work = rt_empty(NULL, &none, 1, m->opts); /* grows on the first decode */
+        if (!c->work) {
+            gpt_fail("gpt_cache_new");
+            gpt_cache_free(c);
+            return NULL;
+        }
+    }
     for (int64_t i = 0; i < m->cfg.n_layer; i++) {
         const nn_attention *A = &m->layers[i].attn;
         c->kv[i] = rt_attn_cache_new(batch, A->n_heads, max_len, A->head_dim, m->opts);
@@ -509,6 +543,11 @@ void gpt_cache_free(gpt_cache *c) {
         rt_free(c->wqkv[i]);
         rt_free(c->bqkv[i]);
     }
+    rt_free(c->work);
+    if (c->packed)
+        for (int64_t i = 0; i < c->cfg.n_layer * 4; i++)
+            rt_free(c->packed[i]);
+    free(c->packed);
     free(c->kv);
     free(c->wqkv);
     free(c->bqkv);

@@ -87,6 +87,11 @@ rt_tensor *gpt_forward(rt_scope *S, const gpt *m, const rt_tensor *ids, const rt
 rt_tensor *gpt_forward_embeds(rt_scope *S, const gpt *m, const rt_tensor *embeds,
                               const rt_tensor *mask);
 
+/* The final LayerNorm's output [B,T,C] -- what the head reads: gpt_forward
+ * without the head (logits = hidden @ head^T). Differentiable the same way.
+ * For features of a sequence (BCO's prompt embeddings). */
+rt_tensor *gpt_forward_hidden(rt_scope *S, const gpt *m, const rt_tensor *ids, const rt_tensor *mask);
+
 /* ---- Incremental decoding ---- */
 
 typedef struct gpt_cache gpt_cache;
