@@ -826,45 +826,6 @@ static double bco_density_ratio(const bco_config *c, double p) {
     return w < c->min_density_ratio ? c->min_density_ratio : w > c->max_density_ratio ? c->max_density_ratio : w;
 }
 
-/* A twin of model m that outputs its final-LayerNorm state: m's blocks,
- * position embeddings and ln_f, with the vocabulary set to the width and the
- * tied token table set to the identity, so its "logits" ln_f(h) I^T are
- * ln_f(h) itself. Fed m's own token embeddings (gpt_forward_embeds), it
- * computes exactly what m computes before its head. (gpt.h hands out only
- * the logits, a projection of that state onto the vocabulary's rows.) */
-static gpt *bco_hidden_twin(gpt *m, char *err, size_t errlen) {
-    gpt_config c = *gpt_get_config(m);
-    c.vocab = c.d_model;
-    c.tie_embeddings = 1;
-    gpt *twin = NULL;
-    rt_gen *g0 = rt_gen_new(0); /* every parameter is overwritten below */
-    double *eye = calloc((size_t)(c.d_model * c.d_model), sizeof *eye);
-    int ok = g0 && eye && gpt_new(&c, gpt_opts(m), g0, &twin) == RT_OK;
-    if (ok) {
-        for (int64_t i = 0; i < c.d_model; i++) eye[i * c.d_model + i] = 1.0;
-        int64_t shape[2] = {c.d_model, c.d_model};
-        rt_tensor *id = rt_from_data(NULL, eye, shape, 2, RT_OPTS(RT_F64));
-        nn_params *T = gpt_params(twin), *M = gpt_params(m);
-        int gm = rt_no_grad_begin();
-        for (size_t i = 0; ok && i < nn_params_count(T); i++) {
-            const char *name = nn_params_name(T, i);
-            const rt_tensor *src = strcmp(name, "tok_emb.weight") == 0 ? id : nn_params_get(M, name);
-            ok = src && rt_copy_(nn_params_tensor(T, i), src) == RT_OK;
-        }
-        rt_grad_mode_restore(gm);
-        rt_free(id);
-        ok = ok && nn_params_set_requires_grad(T, 0) == RT_OK;
-    }
-    if (!ok) {
-        snprintf(err, errlen, "the reference's final-LayerNorm twin: %s", rt_last_error());
-        gpt_free(twin);
-        twin = NULL;
-    }
-    free(eye);
-    rt_gen_free(g0);
-    return twin;
-}
-
 /* The prompt embedding of every record, [n_records, D] row-major (float64)
  * into emb, D = the model width: the reference policy m's final-LayerNorm
  * state (what its LM head reads) at each real prompt token (BOS, the
@@ -873,15 +834,12 @@ static gpt *bco_hidden_twin(gpt *m, char *err, size_t errlen) {
 static int bco_embed_prompts(pf_job *J, run_ctx *r, gpt *m, double *emb, int64_t D) {
     const int64_t batch = J->cfg.precompute_batch;
     char err[2048];
-    gpt *twin = bco_hidden_twin(m, err, sizeof err);
-    if (!twin) return run_fail(r, RUN_EXIT_FAIL, "bco.udm: %s", err);
     const char **prompts = malloc((size_t)batch * sizeof *prompts);
     rt_scope *S = rt_scope_new();
     int rc = 0;
     if (!prompts || !S) {
         free(prompts);
         rt_scope_free(S);
-        gpt_free(twin);
         return run_fail(r, RUN_EXIT_FAIL, "out of memory");
     }
     int g = rt_no_grad_begin();
@@ -894,8 +852,7 @@ static int bco_embed_prompts(pf_job *J, run_ctx *r, gpt *m, double *emb, int64_t
             rc = run_fail(r, RUN_EXIT_FAIL, "bco.udm: prompt embeddings: %s", err);
             break;
         }
-        rt_tensor *tokens = rt_embedding(S, gpt_token_table(m), ids);                 /* [B, P, C] */
-        rt_tensor *h = gpt_forward_embeds(S, twin, tokens, mask);                     /* [B, P, C] ln_f */
+        rt_tensor *h = gpt_forward_hidden(S, m, ids, mask);                           /* [B, P, C] ln_f */
         rt_tensor *real = rt_unsqueeze(S, rt_compare_scalar(S, mask, RT_GT, 0.5), 2); /* [B, P, 1] */
         rt_tensor *sum = rt_sum(S, rt_where_scalar(S, real, h, 0.0), 1, 0);          /* [B, C]    */
         rt_tensor *mean = rt_div(S, sum, rt_sum(S, mask, 1, 1));                      /* [B, C]    */
@@ -906,7 +863,6 @@ static int bco_embed_prompts(pf_job *J, run_ctx *r, gpt *m, double *emb, int64_t
     rt_grad_mode_restore(g);
     free(prompts);
     rt_scope_free(S);
-    gpt_free(twin);
     return rc;
 }
 
