@@ -224,11 +224,12 @@ __attribute__((target("avx2,fma"))) inline __m256 scores8(const __m256 *qv, cons
 }
 
 // Prefetches the n rows of `row` floats each starting at p, rows `stride`
-// floats apart, into L2 (an 8-key block of a head's keys or values).
+// floats apart, into L1 (an 8-key block of a head's keys or values; T0 measured
+// 1.5% faster than T1 for the whole sampler).
 __attribute__((target("avx2,fma"))) inline void prefetch_rows(const float *p, int64_t stride, int n, int64_t row) {
     for (int l = 0; l < n; l++)
         for (int64_t d = 0; d < row; d += 16) // one 64-byte line per 16 floats
-            _mm_prefetch(reinterpret_cast<const char *>(p + l * stride + d), _MM_HINT_T1);
+            _mm_prefetch(reinterpret_cast<const char *>(p + l * stride + d), _MM_HINT_T0);
 }
 
 // Rows [begin, end) of the flattened (b, h), float32, head_dim = 8*ND = Dv;
