@@ -26,8 +26,9 @@
  *
  * The student is built first from the run seed, exactly as sft_train.c builds
  * its model, so a distillation run and an SFT run of the same [model] and
- * seed start from the same weights: the comparison the recipes
- * runs/distill-reverse.ini and runs/sft-reverse-small.ini make.
+ * seed start from the same weights. The recipes compare distillation from a
+ * supervised student (runs/distill-reverse.ini) with SFT from the same
+ * checkpoint under the identical schedule (runs/sft-reverse-small-cont.ini).
  *
  * Checkpoints hold the student (/model/policy, so it chains into init_from of
  * any sequence loop and `rlt eval` reports it), its optimizer, the coin and
