@@ -575,6 +575,18 @@ extern "C" RT_API rt_attn_cache *rt_attn_cache_new(int64_t batch, int64_t heads,
     return c;
 }
 
+namespace {
+
+// True when T more positions fit in c; else the overflow message.
+bool cache_has_room(const char *fn, const rt_attn_cache *c, int64_t T) {
+    if (c->len + T <= c->max_len) return true;
+    rt_set_error("%s: KV cache overflow: %lld cached + %lld new positions exceed max_len %lld", fn, (long long)c->len,
+                 (long long)T, (long long)c->max_len);
+    return false;
+}
+
+} // namespace
+
 extern "C" RT_API void rt_attn_cache_free(rt_attn_cache *c) {
     if (!c) return;
     rt_free(c->k);
@@ -604,11 +616,7 @@ extern "C" RT_API rt_tensor *rt_attention_qkv_cached(rt_scope *S, rt_attn_cache 
         return nullptr;
     }
     const int64_t T = x.size(1), want = c->len + T;
-    if (want > c->max_len) {
-        rt_set_error("%s: KV cache overflow: %lld cached + %lld new positions exceed max_len %lld", __func__,
-                     (long long)c->len, (long long)T, (long long)c->max_len);
-        return nullptr;
-    }
+    if (!cache_has_room(__func__, c, T)) return nullptr;
     if (m.dim() != 2 || m.size(0) != B || m.size(1) != want) {
         rt_set_error("%s: key_mask has shape %s, expected [%lld, %lld] (batch, cached %lld + new %lld positions)",
                      __func__, rt_shape_str(key_mask, buf, sizeof buf), (long long)B, (long long)want,
@@ -1022,11 +1030,7 @@ extern "C" RT_API int rt_block_decode_(rt_attn_cache *c, rt_tensor *x, const rt_
         return RT_EINVAL;
     }
     const int64_t T = xt.size(1), want = c->len + T;
-    if (want > c->max_len) {
-        rt_set_error("%s: KV cache overflow: %lld cached + %lld new positions exceed max_len %lld", fn,
-                     (long long)c->len, (long long)T, (long long)c->max_len);
-        return RT_EINVAL;
-    }
+    if (!cache_has_room(fn, c, T)) return RT_EINVAL;
     if (key_mask) {
         const at::Tensor &m = key_mask->t;
         if (m.dim() != 2 || m.size(0) != B || m.size(1) != want || m.scalar_type() != at::kBool || !m.is_cpu() ||
