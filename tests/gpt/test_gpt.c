@@ -398,15 +398,16 @@ Test(gpt, model_reference_and_cache) {
         cr_assert(rt_pack_rows16(S, rt_to_dtype(S, w, RT_F64)) == NULL && strstr(rt_last_error(), "float32"));
 
         /* the default recipe model (128 wide, 512 MLP: whole 6-row tiles, full
-         * panels), float32, 13 rows: decoding equals the full forward */
+         * panels), float32, 13 rows: decoding equals the full forward; the
+         * 20-position prefill (260 rows) goes through in two chunks of rows */
         gpt_config gc = gpt_config_default();
         gc.context = 24;
         rt_gen *g = rt_gen_new(11);
         gpt *m = NULL;
         cr_assert(gpt_new(&gc, F32, g, &m) == RT_OK);
         redraw(m, 0.1, 12);
-        rt_tensor *ids = rt_randint(S, 0, gc.vocab, (int64_t[]){13, 9}, 2, g, I64);
-        int64_t chunks[3] = {6, 1, 2};
+        rt_tensor *ids = rt_randint(S, 0, gc.vocab, (int64_t[]){13, 24}, 2, g, I64);
+        int64_t chunks[3] = {20, 1, 3};
         double d = cached_vs_full(S, m, ids, NULL, chunks, 3);
         cr_assert(d < 2e-4, "128-wide float32: cached vs full %g", d);
         /* gpt_forward_hidden is what the tied head reads */
