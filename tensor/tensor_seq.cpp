@@ -699,7 +699,33 @@ __attribute__((target("avx2,fma"))) void layer_norm_rows_avx2(const F *x, F *__r
     layer_norm_rows(x, y, w, b, R, C, eps);
 }
 
+// float32 rows whose width is a multiple of 8 (GCC leaves the loops above
+// scalar): the same two passes with 8-lane sums reduced in hsum256's order.
+__attribute__((target("avx2,fma"))) void layer_norm_f32x8(const float *x, float *__restrict y, const float *w,
+                                                         const float *b, int64_t R, int64_t C, float eps) {
+    const float inv_c = 1.0f / static_cast<float>(C);
+    for (int64_t r = 0; r < R; r++) {
+        const float *xr = x + r * C;
+        float *yr = y + r * C;
+        __m256 acc = _mm256_setzero_ps();
+        for (int64_t j = 0; j < C; j += 8) acc = _mm256_add_ps(acc, _mm256_loadu_ps(xr + j));
+        const __m256 mean = _mm256_set1_ps(hsum256(acc) * inv_c);
+        __m256 sq = _mm256_setzero_ps();
+        for (int64_t j = 0; j < C; j += 8) {
+            const __m256 d = _mm256_sub_ps(_mm256_loadu_ps(xr + j), mean);
+            sq = _mm256_fmadd_ps(d, d, sq);
+        }
+        const __m256 rstd = _mm256_set1_ps(1.0f / std::sqrt(hsum256(sq) * inv_c + eps));
+        for (int64_t j = 0; j < C; j += 8) {
+            const __m256 d = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(xr + j), mean), rstd);
+            _mm256_storeu_ps(yr + j, _mm256_fmadd_ps(d, _mm256_loadu_ps(w + j), _mm256_loadu_ps(b + j)));
+        }
+    }
+}
+
 template <class F> void layer_norm(const F *x, F *__restrict y, const F *w, const F *b, int64_t R, int64_t C, F eps) {
+    if constexpr (std::is_same<F, float>::value)
+        if (have_avx2() && C % 8 == 0) return layer_norm_f32x8(x, y, w, b, R, C, eps);
     if (have_avx2())
         layer_norm_rows_avx2(x, y, w, b, R, C, eps);
     else
@@ -1198,6 +1224,29 @@ at::Tensor filter_logits(const at::Tensor &x, double temperature, int64_t top_k,
 // same distribution and the same noise as the composition; the log-probs
 // agree to rounding (the logsumexp accumulates in double). A NaN logit is
 // an error here rather than an arbitrary token.
+// The k-th largest of z[0..V) (no NaN; 0 < k < V): the smallest value with
+// fewer than k values strictly greater -- the same number as nth_element's,
+// by counting, V x V/8 vector compares. For the vocabularies of the text
+// tasks (tens of tokens) this is a third of introselect's time, which
+// mispredicts a branch at nearly every step.
+__attribute__((target("avx2,fma"))) float kth_by_counting(const float *z, int64_t V, int64_t k) {
+    float kth = std::numeric_limits<float>::infinity();
+    const int64_t V8 = V / 8 * 8;
+    for (int64_t i = 0; i < V; i++) {
+        const __m256 zi = _mm256_set1_ps(z[i]);
+        __m256i cnt = _mm256_setzero_si256();
+        for (int64_t j = 0; j < V8; j += 8) // a true compare is all ones: -1
+            cnt = _mm256_sub_epi32(cnt, _mm256_castps_si256(_mm256_cmp_ps(_mm256_loadu_ps(z + j), zi, _CMP_GT_OQ)));
+        alignas(32) int32_t c[8];
+        _mm256_store_si256(reinterpret_cast<__m256i *>(c), cnt);
+        int64_t greater = 0;
+        for (int l = 0; l < 8; l++) greater += c[l];
+        for (int64_t j = V8; j < V; j++) greater += z[j] > z[i];
+        if (greater < k && z[i] < kth) kth = z[i];
+    }
+    return kth;
+}
+
 template <class T>
 void sample_rows(const at::Tensor &x, const at::Tensor &noise, double temperature, int64_t top_k, at::Tensor &tok,
                  at::Tensor &logp) {
@@ -1207,6 +1256,9 @@ void sample_rows(const at::Tensor &x, const at::Tensor &noise, double temperatur
     T *pl = logp.data_ptr<T>();
     const T inv_t = static_cast<T>(1.0 / temperature);
     const bool filter = top_k > 0 && top_k < V;
+    T (*count_kth)(const T *, int64_t, int64_t) = nullptr;
+    if constexpr (std::is_same<T, float>::value)
+        if (have_avx2() && V <= 128) count_kth = kth_by_counting;
     at::parallel_for(0, N, 16, [&](int64_t begin, int64_t end) {
         std::vector<T> z(static_cast<size_t>(V)), sorted(filter ? static_cast<size_t>(V) : 0);
         for (int64_t r = begin; r < end; r++) {
@@ -1215,7 +1267,9 @@ void sample_rows(const at::Tensor &x, const at::Tensor &noise, double temperatur
             for (int64_t v = 0; v < V; v++) z[v] = xr[v] * inv_t, nan |= std::isnan(z[v]);
             TORCH_CHECK(!nan, "row ", r, " of the logits holds NaN");
             T kth = -std::numeric_limits<T>::infinity();
-            if (filter) {
+            if (filter && count_kth)
+                kth = count_kth(z.data(), V, top_k);
+            else if (filter) {
                 std::copy(z.begin(), z.end(), sorted.begin());
                 std::nth_element(sorted.begin(), sorted.begin() + (top_k - 1), sorted.end(), std::greater<T>());
                 kth = sorted[static_cast<size_t>(top_k - 1)];
