@@ -681,6 +681,22 @@ Test(gpt, masked_attention_sampling_ops_gradients) {
         rt_tensor *ref_lp = rt_squeeze(S, rt_gather(S, lsm, 1, rt_unsqueeze(S, ref, 1)), 1);
         cr_assert(tok && ref && maxdiff(tok, ref) == 0.0 && maxdiff(lp, ref_lp) < 1e-5, "%s", rt_last_error());
         rt_gen_free(g2);
+        /* ties with the k-th largest stay: top-2 of a row with four 3s keeps all four */
+        const double tied[9] = {1, 3, 3, 3, 0, 2, 3, 1, 2};
+        rt_tensor *trow = rt_to_dtype(S, rt_from_data(S, tied, (int64_t[]){1, 9}, 2, F64), RT_F32);
+        rt_tensor *tmany = rt_contiguous(S, rt_expand(S, trow, (int64_t[]){200, 9}, 2));
+        rt_tensor *tlp = NULL, *ttok = rt_sample_logits(S, tmany, 1.0, 2, 1.0, g, &tlp);
+        int64_t tt[200];
+        double tl[200];
+        cr_assert(ttok && rt_to_data(ttok, RT_I64, tt, sizeof tt) == RT_OK &&
+                  rt_to_data(tlp, RT_F64, tl, sizeof tl) == RT_OK);
+        int seen[9] = {0};
+        for (int i = 0; i < 200; i++) {
+            cr_assert(tied[tt[i]] == 3.0 && fabs(tl[i] + log(4.0)) < 1e-6, "draw %d: token %lld, logp %g", i,
+                      (long long)tt[i], tl[i]);
+            seen[tt[i]] = 1;
+        }
+        cr_assert(seen[1] && seen[2] && seen[3] && seen[6], "every tied token is drawn");
         rt_tensor *bad = rt_mul_scalar(S, rt_div_scalar(S, rt_narrow(S, lg, 0, 0, 2), 0.0), 0.0); /* inf * 0 = NaN */
         cr_assert(rt_sample_logits(S, bad, 1.0, 0, 1.0, g, NULL) == NULL && strstr(rt_last_error(), "NaN"));
     }
