@@ -921,6 +921,17 @@ template <class F> void linear_rows(const lin_ptrs<F> &L, const F *x, int64_t R,
     }
 }
 
+// One head's key or value (D elements) into the cache: thousands of these
+// per decoding step, too short for memcpy's call and dispatch to pay off.
+__attribute__((target("avx2,fma"))) void copy_head_f32x8(float *dst, const float *src, int64_t D) {
+    for (int64_t d = 0; d < D; d += 8) _mm256_storeu_ps(dst + d, _mm256_loadu_ps(src + d));
+}
+template <class F> inline void copy_head(F *dst, const F *src, int64_t D) {
+    if constexpr (std::is_same<F, float>::value)
+        if (D % 8 == 0 && have_avx2()) return copy_head_f32x8(dst, src, D);
+    std::memcpy(dst, src, static_cast<size_t>(D) * sizeof(F));
+}
+
 // Rows of a chunk: the scratch of a prompt-filling call stays near
 // kChunkRows x (5C + F) elements however long the prompts are.
 constexpr int64_t kChunkRows = 256;
@@ -958,8 +969,8 @@ void block_decode(rt_attn_cache *c, F *x, int64_t B, int64_t T, const bool *mask
                 const F *row = qkv + (b * T + t) * 3 * C;
                 for (int64_t hd = 0; hd < H; hd++) {
                     const int64_t at_ = (((b0 + b) * H + hd) * ML + len + t) * D;
-                    std::memcpy(kc + at_, row + C + hd * D, static_cast<size_t>(D) * sizeof(F));
-                    std::memcpy(vc + at_, row + 2 * C + hd * D, static_cast<size_t>(D) * sizeof(F));
+                    copy_head(kc + at_, row + C + hd * D, D);
+                    copy_head(vc + at_, row + 2 * C + hd * D, D);
                 }
             }
         attn_args<F> a;
