@@ -555,11 +555,7 @@ out:
 
 /* Held-out evaluation of model m into *e, and into rec when not NULL. */
 static int distill_eval_into(distill_job *J, run_ctx *r, gpt *m, mx_record *rec, sp_eval_result *e) {
-    char err[2048];
-    if (sp_evaluate(m, &J->task, &J->cfg.eval, e, err, sizeof err) < 0)
-        return run_fail(r, RUN_EXIT_FAIL, "evaluation: %s", err);
-    if (rec) sp_eval_record(rec, e);
-    return 0;
+    return sp_eval_run(r, m, &J->task, &J->cfg.eval, e, rec);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -578,11 +578,7 @@ static const mx_column pf_columns[] = {
 };
 
 static int pf_eval_into(pf_job *J, run_ctx *r, mx_record *rec, sp_eval_result *e) {
-    char err[2048];
-    if (sp_evaluate(J->policy, &J->task, &J->cfg.eval, e, err, sizeof err) < 0)
-        return run_fail(r, RUN_EXIT_FAIL, "evaluation: %s", err);
-    if (rec) sp_eval_record(rec, e);
-    return 0;
+    return sp_eval_run(r, J->policy, &J->task, &J->cfg.eval, e, rec);
 }
 
 /* A fresh start: the policy from init_from, the reference from ref_from (or
@@ -605,8 +601,7 @@ static int pf_fresh_start(pf_job *J, run_ctx *r) {
     if (J->algo->start && J->algo->start(J, r) < 0) return -1;
     if (pf_eval_into(J, r, NULL, &J->first_eval) < 0) return -1;
     J->have_first_eval = true;
-    run_printf(r, "held-out before training: pass@1 %.4f  pass@%lld %.4f  greedy %.4f", J->first_eval.pass1,
-               (long long)J->first_eval.k, J->first_eval.passk, J->first_eval.greedy);
+    sp_eval_report(r, &J->first_eval, NULL);
     return 0;
 }
 
@@ -664,14 +659,7 @@ int pf_train(const pf_algo *A, const run_args *args) {
         if (run_after_step(&R) < 0) break;
     }
     if (R.step == R.total_steps && R.step > R.start_step && R.exit_code == RUN_EXIT_OK) {
-        if (J.have_first_eval)
-            run_printf(&R, "held-out (%lld prompts): pass@1 %.4f -> %.4f  pass@%lld %.4f -> %.4f  greedy %.4f -> %.4f",
-                       (long long)J.last_eval.prompts, J.first_eval.pass1, J.last_eval.pass1, (long long)J.last_eval.k,
-                       J.first_eval.passk, J.last_eval.passk, J.first_eval.greedy, J.last_eval.greedy);
-        else
-            run_printf(&R, "held-out (%lld prompts): pass@1 %.4f  pass@%lld %.4f  greedy %.4f",
-                       (long long)J.last_eval.prompts, J.last_eval.pass1, (long long)J.last_eval.k, J.last_eval.passk,
-                       J.last_eval.greedy);
+        sp_eval_report(&R, J.have_first_eval ? &J.first_eval : NULL, &J.last_eval);
         run_printf(&R, "wall time this process: %.1f s", mx_wall_time() - t0);
     }
 out:

@@ -516,6 +516,28 @@ void sp_eval_record(mx_record *rec, const sp_eval_result *e) {
     mx_add(rec, "perf/eval_seconds", e->seconds); /* a timing: perf/ keys are not compared on resume */
 }
 
+int sp_eval_run(run_ctx *r, gpt *m, sp_task *t, const sp_eval_cfg *cfg, sp_eval_result *e, mx_record *rec) {
+    char err[2048];
+    if (sp_evaluate(m, t, cfg, e, err, sizeof err) < 0)
+        return run_fail(r, RUN_EXIT_FAIL, "evaluation: %s", err);
+    if (rec)
+        sp_eval_record(rec, e);
+    return 0;
+}
+
+void sp_eval_report(run_ctx *r, const sp_eval_result *first, const sp_eval_result *last) {
+    if (!last)
+        run_printf(r, "held-out before training: pass@1 %.4f  pass@%lld %.4f  greedy %.4f", first->pass1,
+                   (long long)first->k, first->passk, first->greedy);
+    else if (first)
+        run_printf(r, "held-out (%lld prompts): pass@1 %.4f -> %.4f  pass@%lld %.4f -> %.4f  greedy %.4f -> %.4f",
+                   (long long)last->prompts, first->pass1, last->pass1, (long long)last->k, first->passk, last->passk,
+                   first->greedy, last->greedy);
+    else
+        run_printf(r, "held-out (%lld prompts): pass@1 %.4f  pass@%lld %.4f  greedy %.4f", (long long)last->prompts,
+                   last->pass1, (long long)last->k, last->passk, last->greedy);
+}
+
 int sp_eval_checkpoint(ck_state *ck, const char *path, int64_t step, gpt *m, sp_task *t, const sp_eval_cfg *cfg) {
     char err[8192];
     ck_meta meta;

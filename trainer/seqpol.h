@@ -218,6 +218,14 @@ int sp_eval_checkpoint(ck_state *ck, const char *path, int64_t step, gpt *m, sp_
  * perf/eval_seconds into rec. */
 void sp_eval_record(mx_record *rec, const sp_eval_result *e);
 
+/* A training loop's held-out evaluation of m into *e, and into rec when not
+ * NULL. 0, or run_fail's -1 with the evaluation's message. */
+int sp_eval_run(run_ctx *r, gpt *m, sp_task *t, const sp_eval_cfg *cfg, sp_eval_result *e, mx_record *rec);
+/* The loops' summary line: last NULL -> "held-out before training: ...";
+ * first and last -> "held-out (N prompts): pass@1 a -> b ..."; last only ->
+ * the same without the arrows. */
+void sp_eval_report(run_ctx *r, const sp_eval_result *first, const sp_eval_result *last);
+
 /* run_fail when r is not NULL, else "error: ..." on stderr. Returns -1. */
 int sp_fail(run_ctx *r, int exit_code, const char *fmt, ...) CFG_PRINTF(3, 4);
 

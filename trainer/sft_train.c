@@ -198,11 +198,7 @@ static int sft_step(sft_job *J, run_ctx *r, rt_scope *S, char **prompts, char **
 
 /* Held-out evaluation into rec (logged with this step). */
 static int sft_eval_now(sft_job *J, run_ctx *r, mx_record *rec) {
-    char err[2048];
-    if (sp_evaluate(J->model, &J->task, &J->cfg.eval, &J->last_eval, err, sizeof err) < 0)
-        return run_fail(r, RUN_EXIT_FAIL, "evaluation: %s", err);
-    sp_eval_record(rec, &J->last_eval);
-    return 0;
+    return sp_eval_run(r, J->model, &J->task, &J->cfg.eval, &J->last_eval, rec);
 }
 
 /* ------------------------------------------------------------------------ */
